@@ -1,0 +1,60 @@
+# Makefile - top level of pg_paxos
+#
+#   make            check Debian packages, build core/ and extension/
+#   make install    install the extension into the PostgreSQL of $(PG_CONFIG)
+#   make test       deps, build, install, then every test tier; the last
+#                   line is "N passed, N failed"
+#   make demo       start a local 3-node cluster (scripts/demo.sh)
+#   make demo-stop  stop it
+#   make bench      paxos_append throughput and latency (bench/)
+#   make clean
+#
+# PostgreSQL 15 is found through pg_config; override with PG_CONFIG=...
+
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) \
+                         pg_config)
+export PG_CONFIG
+
+PYTHON = /usr/bin/python3
+BENCH_ARGS ?=
+
+.PHONY: all deps core extension install test demo demo-stop bench clean
+
+all: deps core extension
+
+deps:
+	@scripts/install-deps.sh
+
+core: deps
+	@if [ -f core/Makefile ]; then \
+		$(MAKE) -C core; \
+	else \
+		echo "core: no core/Makefile yet, nothing to build"; \
+	fi
+
+# The extension compiles the core sources itself; building it after core
+# keeps the two from writing the same objects at once under make -j.
+extension: deps core
+	$(MAKE) -C extension
+
+install: all
+	$(MAKE) -C extension install
+
+test: install
+	@tests/run_all.sh
+
+demo: install
+	@scripts/demo.sh start
+
+demo-stop:
+	@scripts/demo.sh stop
+
+bench: install
+	$(PYTHON) bench/append_bench.py $(BENCH_ARGS)
+
+clean:
+	@for d in core extension tests/unit; do \
+		if [ -f $$d/Makefile ]; then $(MAKE) -C $$d clean || exit 1; fi; \
+	done
+	rm -rf tests/cluster/__pycache__ bench/__pycache__ .pytest_cache \
+		tests/cluster/.pytest_cache
