@@ -1,0 +1,172 @@
+/*
+ * pg_paxos.h
+ *    Declarations shared by the modules of the pg_paxos extension.
+ *
+ * Module map (one concern each):
+ *    pg_paxos.c         module load, GUCs, argument checks
+ *    round_store.c      durable acceptor state in pgp_metadata.round (SPI)
+ *    acceptor_rpc.c     SQL-callable acceptor RPCs (phase 1b, 2b, learn)
+ *    membership.c       groups and hosts; create, join, leave
+ *    peer_connection.c  cached libpq connections to peers
+ *    fanout.c           one request to many peers at once, one poll loop
+ *    proposer.c         single-decree Paxos driven by the core (phase 1a/2a)
+ *    multi_paxos.c      the log: append, learn, apply, max round
+ */
+#ifndef PG_PAXOS_H
+#define PG_PAXOS_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "libpq-fe.h"
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+
+#include "paxos_core.h"
+
+/* ---- pg_paxos.c: GUCs and argument helpers ---------------------------- */
+
+extern char *PaxosNodeId;
+extern int	PaxosRpcTimeoutMs;
+extern int	PaxosTimeoutMs;
+
+extern char *PaxosTextArg(FunctionCallInfo fcinfo, int argno, const char *name);
+extern char *PaxosTextArgOrNull(FunctionCallInfo fcinfo, int argno);
+extern int64 PaxosInt64Arg(FunctionCallInfo fcinfo, int argno, const char *name);
+extern void PaxosCheckRoundNumber(int64 round, const char *name);
+extern void PaxosCheckProposerId(const char *proposer_id);
+extern char *PaxosUniqueValueId(const char *proposer_id);
+extern const char *PaxosExtensionSchema(void);
+extern List *PaxosStringListCopy(List *strings);
+
+/* Prefix of value ids that pg_paxos itself puts in the log. */
+#define PAXOS_INTERNAL_PREFIX "pg_paxos:"
+#define PAXOS_ADD_HOST_PREFIX "pg_paxos:add_host:"
+#define PAXOS_REMOVE_HOST_PREFIX "pg_paxos:remove_host:"
+
+/* ---- round_store.c: durable acceptor state (caller is SPI-connected) --- */
+
+typedef bool (*AcceptorStepFn) (px_acceptor_state *st, void *arg);
+
+extern void RoundStoreStep(const char *group_id, int64 round,
+						   AcceptorStepFn step, void *arg,
+						   px_acceptor_state *result);
+extern bool RoundStoreLoad(const char *group_id, int64 round, bool for_update,
+						   px_acceptor_state *st);
+extern int64 RoundStoreMaxRound(const char *group_id, bool accepted_only);
+extern bool RoundStoreLearn(const char *group_id, int64 round,
+							const px_ballot *ballot, px_value value);
+extern uint64 RoundStoreDecidedIn(const char *group_id, int64 from_round,
+								  int64 to_round, int64 limit);
+extern int	RoundStoreUndecidedIn(const char *group_id, int64 from_round,
+								  int64 to_round, int64 *rounds, int max);
+
+/* ---- membership.c ----------------------------------------------------- */
+
+typedef struct GroupInfo
+{
+	char	   *group_id;
+	char	   *own_connection_string;
+	int64		last_applied_round;
+	int64		config_round;
+} GroupInfo;
+
+extern bool GroupLoad(const char *group_id, GroupInfo *group);
+extern void GroupLoadOrError(const char *group_id, GroupInfo *group);
+extern List *GroupHostsForRound(const char *group_id, int64 round);
+extern bool MembershipIsChange(px_value value);
+extern void MembershipApplyChosen(const char *group_id, int64 round,
+								  px_value value);
+
+/* ---- peer_connection.c ------------------------------------------------ */
+
+typedef enum RpcKind
+{
+	RPC_PREPARE = 0,
+	RPC_ACCEPT,
+	RPC_CONFIRM,
+	RPC_MAX_ROUND,
+	RPC_DECIDED_ROUNDS,
+	RPC_IDENTITY,
+	RPC_KIND_COUNT
+} RpcKind;
+
+typedef enum PeerState
+{
+	PEER_DISCONNECTED = 0,
+	PEER_CONNECTING,
+	PEER_IDLE,
+	PEER_PREPARING,				/* a statement is being prepared */
+	PEER_BUSY					/* a query is in flight */
+} PeerState;
+
+typedef struct PeerConnection
+{
+	char	   *connstr;		/* as stored in pgp_metadata.host */
+	char	   *display;		/* connstr without secrets, for messages */
+	PGconn	   *conn;
+	PeerState	state;
+	PostgresPollingStatusType poll;	/* while connecting */
+	uint32		prepared;		/* bitmask of RpcKind prepared on conn */
+	uint64		owner;			/* fanout call that sent the query in flight */
+	RpcKind		inflight_kind;
+	TimestampTz busy_since;
+	TimestampTz retry_after;	/* no reconnect attempt before this */
+	char	   *last_error;
+} PeerConnection;
+
+extern PeerConnection *PeerGet(const char *connstr);
+extern bool PeerStartConnect(PeerConnection *peer);
+extern void PeerDisconnect(PeerConnection *peer, const char *why);
+extern const char *PeerStatementSql(RpcKind kind);
+extern const char *PeerStatementName(RpcKind kind);
+extern char *PaxosConnstrForDisplay(const char *connstr);
+
+/* ---- fanout.c ---------------------------------------------------------- */
+
+/*
+ * Called once per host as its answer arrives: res is a PGresult owned by the
+ * fanout (cleared after the call), or NULL with error set.  Returns true when
+ * the caller has heard enough and the fanout should stop waiting.
+ */
+typedef bool (*FanoutResultFn) (void *arg, int host, PGresult *res,
+								const char *error);
+
+typedef struct FanoutStats
+{
+	int			answered;		/* hosts whose answer was delivered */
+	int			failed;			/* hosts that failed or timed out */
+	char	   *first_error;	/* first failure, for messages */
+} FanoutStats;
+
+extern void FanoutCall(PeerConnection **peers, int npeers, RpcKind kind,
+					   const char *const *params, int nparams, int timeout_ms,
+					   FanoutResultFn fn, void *arg, FanoutStats *stats);
+
+/* ---- proposer.c --------------------------------------------------------- */
+
+typedef struct PaxosOutcome
+{
+	char	   *value_id;
+	char	   *value;			/* NULL for a no-op */
+	px_ballot	ballot;			/* ballot under which it was chosen */
+	bool		value_changed;	/* chosen value is not the one proposed */
+	int64		max_round;		/* highest round any acceptor reported */
+} PaxosOutcome;
+
+extern void PaxosRunRound(const char *group_id, int64 round,
+						  const char *proposer_id, const char *value_id,
+						  const char *value, PaxosOutcome *outcome);
+extern PeerConnection **PaxosPeersFor(List *connstrs, int *npeers);
+extern int	PaxosLocalHostIndex(List *connstrs, const char *own);
+
+/* ---- multi_paxos.c ------------------------------------------------------ */
+
+extern int64 PaxosAppendValue(const char *group_id, const char *proposer_id,
+							  const char *value_id, const char *value);
+extern int64 PaxosLearnLog(const char *group_id, int64 max_round);
+extern void PaxosApplyLog(const char *proposer_id, const char *group_id,
+						  int64 max_round);
+extern int64 PaxosMaxGroupRound(const char *group_id, bool accepted_only);
+
+#endif							/* PG_PAXOS_H */

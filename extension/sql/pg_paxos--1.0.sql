@@ -1,0 +1,248 @@
+/*
+ * pg_paxos--1.0.sql
+ *    Schema, types and functions of the pg_paxos extension.
+ *
+ * Every function here either executes SQL taken from the log or talks to
+ * other nodes with stored connection strings, so none of them is executable
+ * by PUBLIC: the role that created the extension (a superuser) runs them, and
+ * may GRANT EXECUTE to the role the nodes use to reach each other
+ * (docs/security.md).
+ */
+
+\echo Use "CREATE EXTENSION pg_paxos" to load this file. \quit
+
+CREATE SCHEMA pgp_metadata;
+REVOKE ALL ON SCHEMA pgp_metadata FROM PUBLIC;
+
+/*
+ * A Paxos group this node belongs to.  last_applied_round is the last round
+ * paxos_apply_log executed; config_round is the round of the newest
+ * membership change this node has learned.
+ */
+CREATE TABLE pgp_metadata."group" (
+	group_id text NOT NULL,
+	last_applied_round bigint NOT NULL DEFAULT -1,
+	own_connection_string text NOT NULL,
+	config_round bigint NOT NULL DEFAULT 0,
+	PRIMARY KEY (group_id)
+);
+
+/*
+ * Members of a group: a host takes part in rounds min_round_num up to
+ * max_round_num (NULL: no end).  Membership changes are log entries, so every
+ * node derives the same table from the log.
+ */
+CREATE TABLE pgp_metadata.host (
+	group_id text NOT NULL,
+	connection_string text NOT NULL,
+	min_round_num bigint NOT NULL,
+	max_round_num bigint,
+	PRIMARY KEY (group_id, connection_string, min_round_num),
+	FOREIGN KEY (group_id) REFERENCES pgp_metadata."group" (group_id)
+);
+
+/*
+ * The Multi-Paxos log and the acceptor state of this node, one row per
+ * (group, round): the highest promise (min_proposal_num, proposer_id), the
+ * accepted ballot and value, and whether the value is known to be chosen.
+ */
+CREATE TABLE pgp_metadata.round (
+	group_id text NOT NULL,
+	round_num bigint NOT NULL,
+	min_proposal_num bigint NOT NULL,
+	proposer_id text NOT NULL,
+	value_id text,
+	value text,
+	accepted_proposal_num bigint,
+	accepted_proposer_id text,
+	consensus boolean NOT NULL DEFAULT false,
+	error text,
+	PRIMARY KEY (group_id, round_num)
+);
+
+/* Tables replicated through a group's log (at most one group per table). */
+CREATE TABLE pgp_metadata.replicated_tables (
+	table_oid regclass NOT NULL,
+	group_id text NOT NULL,
+	PRIMARY KEY (table_oid),
+	FOREIGN KEY (group_id) REFERENCES pgp_metadata."group" (group_id)
+);
+
+/* Result of paxos(): the chosen value, and whether it is not the proposed one. */
+CREATE TYPE paxos_result AS (
+	accepted_value text,
+	value_changed boolean
+);
+
+/* Phase 1b: an acceptor's answer to paxos_request_prepare. */
+CREATE TYPE prepare_response AS (
+	promised boolean,
+	proposer_id text,
+	min_proposal_num bigint,
+	value_id text,
+	value text,
+	accepted_proposal_num bigint,
+	accepted_proposer_id text,
+	consensus boolean,
+	max_round_num bigint,
+	config_round bigint
+);
+
+/*
+ * Phase 2b: an acceptor's answer to paxos_request_accept.  A decided round
+ * answers with its chosen value and ballot (consensus = true).
+ */
+CREATE TYPE accept_response AS (
+	accepted boolean,
+	min_proposal_num bigint,
+	proposer_id text,
+	consensus boolean,
+	value_id text,
+	value text,
+	accepted_proposal_num bigint,
+	accepted_proposer_id text
+);
+
+/* A chosen log entry, as copied between nodes during catch-up. */
+CREATE TYPE decided_round AS (
+	round_num bigint,
+	accepted_proposal_num bigint,
+	accepted_proposer_id text,
+	value_id text,
+	value text
+);
+
+/* ---- acceptor RPCs, called by proposers over libpq -------------------- */
+
+CREATE FUNCTION paxos_request_prepare(
+	current_proposer_id text,
+	current_group_id text,
+	current_round_num bigint,
+	current_proposal_num bigint)
+RETURNS prepare_response
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_request_prepare';
+
+CREATE FUNCTION paxos_request_accept(
+	current_proposer_id text,
+	current_group_id text,
+	current_round_num bigint,
+	current_proposal_num bigint,
+	proposed_value_id text,
+	proposed_value text)
+RETURNS accept_response
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_request_accept';
+
+CREATE FUNCTION paxos_confirm_consensus(
+	current_proposer_id text,
+	current_group_id text,
+	current_round_num bigint,
+	current_proposal_num bigint,
+	accepted_value_id text,
+	accepted_value text)
+RETURNS boolean
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_confirm_consensus';
+
+CREATE FUNCTION paxos_max_accepted_round(
+	current_group_id text,
+	accepted_only boolean DEFAULT true)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_max_accepted_round';
+
+CREATE FUNCTION paxos_decided_rounds(
+	current_group_id text,
+	from_round_num bigint,
+	to_round_num bigint)
+RETURNS SETOF decided_round
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_decided_rounds';
+
+/* ---- the pg_paxos README's interface ---------------------------------- */
+
+CREATE FUNCTION paxos(
+	current_proposer_id text,
+	current_group_id text,
+	current_round_num bigint,
+	proposed_value text DEFAULT NULL)
+RETURNS paxos_result
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos';
+
+CREATE FUNCTION paxos_append(
+	current_proposer_id text,
+	current_group_id text,
+	proposed_value text)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_append';
+
+CREATE FUNCTION paxos_max_group_round(
+	current_group_id text,
+	accepted_only boolean DEFAULT true)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_max_group_round';
+
+CREATE FUNCTION paxos_apply_log(
+	current_proposer_id text,
+	current_group_id text,
+	max_round_num bigint)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_apply_log';
+
+CREATE FUNCTION paxos_apply_and_append(
+	current_proposer_id text,
+	current_group_id text,
+	proposed_value text)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_apply_and_append';
+
+CREATE FUNCTION paxos_learn_log(
+	current_group_id text,
+	max_round_num bigint)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_learn_log';
+
+CREATE FUNCTION paxos_create_group(
+	current_group_id text,
+	founder_connection_string text)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_create_group';
+
+CREATE FUNCTION paxos_join_group(
+	current_group_id text,
+	existing_connection_string text,
+	own_connection_string text)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_join_group';
+
+CREATE FUNCTION paxos_leave_group(
+	current_group_id text)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_leave_group';
+
+/* Nothing above is for PUBLIC: see the header of this file. */
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN
+		SELECT p.oid::regprocedure
+		FROM pg_proc p
+		JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
+		WHERE d.refclassid = 'pg_extension'::regclass
+		  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_paxos')
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+	END LOOP;
+END;
+$$;

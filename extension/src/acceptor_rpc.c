@@ -1,0 +1,266 @@
+/*
+ * acceptor_rpc.c
+ *    The acceptor's side of Paxos as SQL functions that proposers on other
+ *    nodes call over libpq: prepare (phase 1b), accept (phase 2b), learn,
+ *    and the read-only calls used to find and copy the log.
+ *
+ * Each call runs in its own transaction on the acceptor's node (the
+ * proposer sends it in autocommit mode), so a promise or an acceptance is
+ * durable when the proposer receives the answer.  The decisions themselves
+ * are the core's; this file parses arguments and builds answers.
+ */
+#include "pg_paxos.h"
+
+#include "access/htup_details.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+PG_FUNCTION_INFO_V1(paxos_request_prepare);
+PG_FUNCTION_INFO_V1(paxos_request_accept);
+PG_FUNCTION_INFO_V1(paxos_confirm_consensus);
+PG_FUNCTION_INFO_V1(paxos_max_accepted_round);
+PG_FUNCTION_INFO_V1(paxos_decided_rounds);
+
+typedef struct PrepareArgs
+{
+	px_ballot	ballot;
+	px_promise	reply;
+} PrepareArgs;
+
+typedef struct AcceptArgs
+{
+	px_ballot	ballot;
+	px_value	value;
+	px_accepted reply;
+} AcceptArgs;
+
+static void BallotFromArgs(FunctionCallInfo fcinfo, px_ballot *ballot,
+						   char **group_id, int64 *round);
+static bool PrepareStep(px_acceptor_state *st, void *arg);
+static bool AcceptStep(px_acceptor_state *st, void *arg);
+static Datum TextOrNull(const char *s, bool *isnull);
+
+/*
+ * BallotFromArgs reads the (proposer id, group, round, proposal number)
+ * arguments every RPC starts with, refusing bad values.
+ */
+static void
+BallotFromArgs(FunctionCallInfo fcinfo, px_ballot *ballot, char **group_id,
+			   int64 *round)
+{
+	char	   *proposer_id = PaxosTextArg(fcinfo, 0, "current_proposer_id");
+	int64		proposal;
+
+	*group_id = PaxosTextArg(fcinfo, 1, "current_group_id");
+	*round = PaxosInt64Arg(fcinfo, 2, "current_round_num");
+	proposal = PaxosInt64Arg(fcinfo, 3, "current_proposal_num");
+	PaxosCheckRoundNumber(*round, "current_round_num");
+	PaxosCheckRoundNumber(proposal, "current_proposal_num");
+	if (proposer_id[0] == '\0' || px_ballot_set(ballot, proposal, proposer_id) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("current_proposer_id must be between 1 and %d bytes",
+						PX_PROPOSER_ID_MAX - 1)));
+}
+
+/* PrepareStep is phase 1b on the stored state. */
+static bool
+PrepareStep(px_acceptor_state *st, void *arg)
+{
+	PrepareArgs *pa = (PrepareArgs *) arg;
+
+	return px_acceptor_prepare(st, &pa->ballot, &pa->reply);
+}
+
+/* AcceptStep is phase 2b on the stored state. */
+static bool
+AcceptStep(px_acceptor_state *st, void *arg)
+{
+	AcceptArgs *aa = (AcceptArgs *) arg;
+
+	return px_acceptor_accept(st, &aa->ballot, aa->value, &aa->reply);
+}
+
+/* TextOrNull converts a C string to a text Datum, NULL to SQL NULL. */
+static Datum
+TextOrNull(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/*
+ * paxos_request_prepare (phase 1b): promise not to accept lower ballots for
+ * this round, and report what was accepted, whether the round is decided,
+ * the highest round this node knows and its membership version, so that the
+ * proposer can skip ahead and notice a newer membership.
+ */
+Datum
+paxos_request_prepare(PG_FUNCTION_ARGS)
+{
+	PrepareArgs pa;
+	char	   *group_id;
+	int64		round;
+	int64		max_round;
+	GroupInfo	group;
+	px_acceptor_state st;
+	TupleDesc	desc;
+	Datum		values[10];
+	bool		nulls[10] = {0};
+	MemoryContext outer = CurrentMemoryContext;
+	HeapTuple	tuple;
+
+	BallotFromArgs(fcinfo, &pa.ballot, &group_id, &round);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pg_paxos: return type must be a row type");
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
+	max_round = RoundStoreMaxRound(group_id, false);
+
+	MemoryContextSwitchTo(outer);
+	values[0] = BoolGetDatum(pa.reply.promised);
+	values[1] = CStringGetTextDatum(pa.reply.promised_ballot.proposer);
+	values[2] = Int64GetDatum(pa.reply.promised_ballot.number);
+	values[3] = TextOrNull(pa.reply.has_accepted ? pa.reply.value.id : NULL, &nulls[3]);
+	values[4] = TextOrNull(pa.reply.has_accepted ? pa.reply.value.data : NULL, &nulls[4]);
+	values[5] = Int64GetDatum(pa.reply.accepted.number);
+	nulls[5] = !pa.reply.has_accepted;
+	values[6] = TextOrNull(pa.reply.has_accepted ? pa.reply.accepted.proposer : NULL, &nulls[6]);
+	values[7] = BoolGetDatum(pa.reply.decided);
+	values[8] = Int64GetDatum(max_round);
+	values[9] = Int64GetDatum(group.config_round);
+	tuple = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
+	SPI_finish();
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+/*
+ * paxos_request_accept (phase 2b): accept the value under this ballot
+ * unless a higher ballot was promised since.
+ */
+Datum
+paxos_request_accept(PG_FUNCTION_ARGS)
+{
+	AcceptArgs	aa;
+	char	   *group_id;
+	int64		round;
+	px_acceptor_state st;
+	TupleDesc	desc;
+	Datum		values[8];
+	bool		nulls[8] = {0};
+	MemoryContext outer = CurrentMemoryContext;
+	HeapTuple	tuple;
+
+	BallotFromArgs(fcinfo, &aa.ballot, &group_id, &round);
+	aa.value.id = PaxosTextArg(fcinfo, 4, "proposed_value_id");
+	aa.value.data = PaxosTextArgOrNull(fcinfo, 5);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pg_paxos: return type must be a row type");
+
+	SPI_connect();
+	RoundStoreStep(group_id, round, AcceptStep, &aa, &st);
+
+	MemoryContextSwitchTo(outer);
+	values[0] = BoolGetDatum(aa.reply.accepted);
+	values[1] = Int64GetDatum(aa.reply.promised_ballot.number);
+	values[2] = CStringGetTextDatum(aa.reply.promised_ballot.proposer);
+	values[3] = BoolGetDatum(aa.reply.decided);
+	values[4] = TextOrNull(aa.reply.decided ? aa.reply.value.id : NULL, &nulls[4]);
+	values[5] = TextOrNull(aa.reply.decided ? aa.reply.value.data : NULL, &nulls[5]);
+	values[6] = Int64GetDatum(aa.reply.chosen_ballot.number);
+	nulls[6] = !aa.reply.decided;
+	values[7] = TextOrNull(aa.reply.decided ? aa.reply.chosen_ballot.proposer : NULL, &nulls[7]);
+	tuple = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
+	SPI_finish();
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+/*
+ * paxos_confirm_consensus (learn): record that the value was chosen under
+ * this ballot.  Learning can always be redone from the acceptors, so an
+ * ordinary entry is committed without waiting for the WAL flush; a
+ * membership change is flushed, because the next change relies on a
+ * majority knowing it.
+ */
+Datum
+paxos_confirm_consensus(PG_FUNCTION_ARGS)
+{
+	px_ballot	ballot;
+	char	   *group_id;
+	int64		round;
+	px_value	value;
+
+	BallotFromArgs(fcinfo, &ballot, &group_id, &round);
+	value.id = PaxosTextArg(fcinfo, 4, "accepted_value_id");
+	value.data = PaxosTextArgOrNull(fcinfo, 5);
+
+	if (!MembershipIsChange(value))
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+
+	SPI_connect();
+	RoundStoreLearn(group_id, round, &ballot, value);
+	SPI_finish();
+
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * paxos_max_accepted_round returns the highest round this node has a row
+ * for (accepted_only: with an accepted value), -1 for an empty log.
+ */
+Datum
+paxos_max_accepted_round(PG_FUNCTION_ARGS)
+{
+	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
+	bool		accepted_only = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
+	GroupInfo	group;
+	int64		max_round;
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	max_round = RoundStoreMaxRound(group_id, accepted_only);
+	SPI_finish();
+
+	PG_RETURN_INT64(max_round);
+}
+
+/*
+ * paxos_decided_rounds returns the decided entries in [from, to], at most
+ * 1000 per call, for a node that catches up.
+ */
+Datum
+paxos_decided_rounds(PG_FUNCTION_ARGS)
+{
+	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
+	int64		from_round = PaxosInt64Arg(fcinfo, 1, "from_round_num");
+	int64		to_round = PaxosInt64Arg(fcinfo, 2, "to_round_num");
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	GroupInfo	group;
+	uint64		n;
+	uint64		i;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	n = RoundStoreDecidedIn(group_id, from_round, to_round, 1000);
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[5];
+		bool		nulls[5];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+						  values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+
+	return (Datum) 0;
+}

@@ -1,0 +1,531 @@
+/*
+ * membership.c
+ *    Paxos groups and their members: reading pgp_metadata.group and .host,
+ *    applying membership changes chosen in the log, and the SQL functions
+ *    paxos_create_group, paxos_join_group and paxos_leave_group.
+ *
+ * A membership change is a log entry whose value id starts with
+ * PAXOS_ADD_HOST_PREFIX or PAXOS_REMOVE_HOST_PREFIX and whose value is the
+ * host's connection string.  Chosen in round c, it takes effect from round
+ * c + 1, on every node at the moment the node learns it.  Changes add or
+ * remove one host at a time, so a majority of the old membership and one of
+ * the new always share a node; before a change returns, a majority of the
+ * new membership knows it, and acceptors report the membership they know in
+ * every promise, so a proposer two changes behind is stopped (proposer.c).
+ *
+ * Lookups expect the caller to be connected to SPI.
+ */
+#include "pg_paxos.h"
+
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+
+PG_FUNCTION_INFO_V1(paxos_create_group);
+PG_FUNCTION_INFO_V1(paxos_join_group);
+PG_FUNCTION_INFO_V1(paxos_leave_group);
+
+static void CheckGroupName(const char *group_id);
+static void CheckConnstr(const char *connstr, const char *argname);
+static void CheckConnstrReachesSelf(const char *connstr, const char *argname);
+static void ExecOrError(const char *sql, int nargs, Oid *types, Datum *values,
+						const char *nulls, int expected);
+static PGresult *RemoteQuery(PGconn *conn, const char *sql, const char *param,
+							 const char *display);
+static void CopyGroupFromPeer(const char *group_id, const char *existing,
+							  const char *own);
+static void DeleteGroupLocally(const char *group_id);
+
+/* GroupLoad reads a group's row; false if this node has no such group. */
+bool
+GroupLoad(const char *group_id, GroupInfo *group)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1];
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+	int			rc;
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		plan = SPI_prepare("SELECT group_id, own_connection_string,"
+						   " last_applied_round, config_round"
+						   " FROM pgp_metadata.\"group\" WHERE group_id = $1",
+						   1, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "pg_paxos: could not prepare group lookup");
+	}
+	values[0] = CStringGetTextDatum(group_id);
+	rc = SPI_execute_plan(plan, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: group lookup failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return false;
+
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	group->group_id = SPI_getvalue(tuple, desc, 1);
+	group->own_connection_string = SPI_getvalue(tuple, desc, 2);
+	group->last_applied_round = DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
+	group->config_round = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
+	return true;
+}
+
+/* GroupLoadOrError is GroupLoad for a group that must exist. */
+void
+GroupLoadOrError(const char *group_id, GroupInfo *group)
+{
+	if (!GroupLoad(group_id, group))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("paxos group \"%s\" does not exist on this node", group_id),
+				 errhint("Create it with paxos_create_group or join it with paxos_join_group.")));
+}
+
+/* GroupHostsForRound lists the connection strings of the members of a round. */
+List *
+GroupHostsForRound(const char *group_id, int64 round)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	List	   *hosts = NIL;
+	uint64		i;
+	int			rc;
+
+	if (plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT8OID};
+
+		plan = SPI_prepare("SELECT DISTINCT connection_string FROM pgp_metadata.host"
+						   " WHERE group_id = $1 AND min_round_num <= $2"
+						   " AND (max_round_num IS NULL OR $2 <= max_round_num)"
+						   " ORDER BY connection_string", 2, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "pg_paxos: could not prepare host lookup");
+	}
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(round);
+	rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: host lookup failed: %s", SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+		hosts = lappend(hosts, SPI_getvalue(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc, 1));
+	return hosts;
+}
+
+/* MembershipIsChange tells whether a log value is a membership change. */
+bool
+MembershipIsChange(px_value value)
+{
+	return value.id != NULL &&
+		(strncmp(value.id, PAXOS_ADD_HOST_PREFIX, strlen(PAXOS_ADD_HOST_PREFIX)) == 0 ||
+		 strncmp(value.id, PAXOS_REMOVE_HOST_PREFIX, strlen(PAXOS_REMOVE_HOST_PREFIX)) == 0);
+}
+
+/* ExecOrError runs one statement through SPI and checks its result code. */
+static void
+ExecOrError(const char *sql, int nargs, Oid *types, Datum *values,
+			const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
+										   false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "pg_paxos: \"%s\" failed: %s", sql, SPI_result_code_string(rc));
+}
+
+/*
+ * MembershipApplyChosen makes a membership change chosen in `round` take
+ * effect from round + 1 on this node.  Applying it twice changes nothing.
+ */
+void
+MembershipApplyChosen(const char *group_id, int64 round, px_value value)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, INT8OID};
+	Datum		values[3];
+
+	if (value.data == NULL)
+		elog(ERROR, "pg_paxos: membership change without a connection string");
+
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = CStringGetTextDatum(value.data);
+	values[2] = Int64GetDatum(round);
+	if (strncmp(value.id, PAXOS_ADD_HOST_PREFIX, strlen(PAXOS_ADD_HOST_PREFIX)) == 0)
+	{
+		values[2] = Int64GetDatum(round + 1);
+		ExecOrError("INSERT INTO pgp_metadata.host (group_id, connection_string, min_round_num)"
+					" VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+					3, types, values, NULL, SPI_OK_INSERT);
+	}
+	else
+		ExecOrError("UPDATE pgp_metadata.host SET max_round_num = $3"
+					" WHERE group_id = $1 AND connection_string = $2"
+					" AND max_round_num IS NULL AND min_round_num <= $3",
+					3, types, values, NULL, SPI_OK_UPDATE);
+
+	types[1] = INT8OID;
+	values[1] = Int64GetDatum(round);
+	ExecOrError("UPDATE pgp_metadata.\"group\" SET config_round = greatest(config_round, $2)"
+				" WHERE group_id = $1", 2, types, values, NULL, SPI_OK_UPDATE);
+	ereport(LOG,
+			(errmsg("pg_paxos: group \"%s\" membership change in round " INT64_FORMAT ": %s %s",
+					group_id, round,
+					value.id[strlen(PAXOS_INTERNAL_PREFIX)] == 'a' ? "added" : "removed",
+					PaxosConnstrForDisplay(value.data))));
+}
+
+/* CheckGroupName refuses empty group names. */
+static void
+CheckGroupName(const char *group_id)
+{
+	if (group_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("current_group_id must not be empty")));
+}
+
+/* CheckConnstr refuses connection strings libpq cannot parse. */
+static void
+CheckConnstr(const char *connstr, const char *argname)
+{
+	char	   *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(connstr, &err);
+
+	if (opts == NULL)
+	{
+		char	   *msg = err ? pstrdup(err) : pstrdup("out of memory");
+
+		if (err)
+			PQfreemem(err);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not a valid connection string: %s", argname, msg),
+				 errhint("Use libpq's key=value form, e.g. 'host=10.0.0.1 port=5432'.")));
+	}
+	PQconninfoFree(opts);
+}
+
+/*
+ * CheckConnstrReachesSelf makes sure a node's own connection string leads
+ * back to this very server: other nodes will use it to reach us, and a
+ * wrong one would silently make a group of the wrong servers.
+ */
+static void
+CheckConnstrReachesSelf(const char *connstr, const char *argname)
+{
+	PGconn	   *conn;
+	PGresult   *res;
+	char	   *remote_id;
+	char	   *local_id;
+	int			ret;
+
+	conn = PQconnectdb(psprintf("%s connect_timeout=%d", connstr,
+								Max(2, PaxosRpcTimeoutMs / 1000)));
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		char	   *msg = pstrdup(PQerrorMessage(conn));
+
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not connect to this node through %s \"%s\"",
+						argname, PaxosConnstrForDisplay(connstr)),
+				 errdetail("%s", msg),
+				 errhint("Other nodes use this connection string to reach this node: it must work from every node.")));
+	}
+	res = PQexec(conn, PeerStatementSql(RPC_IDENTITY));
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		char	   *msg = pstrdup(PQerrorMessage(conn));
+
+		PQclear(res);
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not identify the server behind %s", argname),
+				 errdetail("%s", msg)));
+	}
+	remote_id = pstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQfinish(conn);
+
+	ret = SPI_execute(PeerStatementSql(RPC_IDENTITY), true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_paxos: identity query failed");
+	local_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(remote_id, local_id) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s \"%s\" reaches another server, not this one",
+						argname, PaxosConnstrForDisplay(connstr)),
+				 errhint("Pass the address under which the other nodes reach this node.")));
+}
+
+/*
+ * paxos_create_group creates a group whose only member is this node.  Round
+ * 0 of its log is the founder's membership entry, decided by definition.
+ */
+Datum
+paxos_create_group(PG_FUNCTION_ARGS)
+{
+	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
+	char	   *connstr = PaxosTextArg(fcinfo, 1, "founder_connection_string");
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	GroupInfo	existing;
+	px_ballot	ballot;
+	px_value	founder;
+
+	CheckGroupName(group_id);
+	CheckConnstr(connstr, "founder_connection_string");
+
+	SPI_connect();
+	if (GroupLoad(group_id, &existing))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("paxos group \"%s\" already exists on this node", group_id)));
+	CheckConnstrReachesSelf(connstr, "founder_connection_string");
+
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = CStringGetTextDatum(connstr);
+	ExecOrError("INSERT INTO pgp_metadata.\"group\" (group_id, last_applied_round,"
+				" own_connection_string, config_round) VALUES ($1, 0, $2, 0)",
+				2, types, values, NULL, SPI_OK_INSERT);
+
+	px_ballot_set(&ballot, 0, "pg_paxos");
+	founder.id = PAXOS_ADD_HOST_PREFIX "founder";
+	founder.data = connstr;
+	RoundStoreLearn(group_id, 0, &ballot, founder);
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * RemoteQuery runs one query on a plain libpq connection and returns its
+ * tuples, or raises the remote error (closing the connection first).
+ */
+static PGresult *
+RemoteQuery(PGconn *conn, const char *sql, const char *param, const char *display)
+{
+	const char *params[1] = {param};
+	PGresult   *res = PQexecParams(conn, sql, param ? 1 : 0, NULL, params,
+								   NULL, NULL, 0);
+	ExecStatusType status = PQresultStatus(res);
+
+	if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
+	{
+		char	   *msg = pstrdup(PQresultErrorMessage(res));
+
+		PQclear(res);
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("query on existing node \"%s\" failed", display),
+				 errdetail("%s", msg)));
+	}
+	return res;
+}
+
+/*
+ * CopyGroupFromPeer copies, from one consistent snapshot of an existing
+ * member, the group's metadata and every decided round of its log.  The
+ * joining node is not a member of any of those rounds, so it copies no
+ * acceptor state, only what is chosen.
+ */
+static void
+CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
+{
+	char	   *display = PaxosConnstrForDisplay(existing);
+	PGconn	   *conn;
+	PGresult   *res;
+	int			i;
+	Oid			types[7] = {TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7];
+
+	conn = PQconnectdb(psprintf("%s connect_timeout=%d", existing,
+								Max(2, PaxosRpcTimeoutMs / 1000)));
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		char	   *msg = pstrdup(PQerrorMessage(conn));
+
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not connect to existing node \"%s\"", display),
+				 errdetail("%s", msg)));
+	}
+
+	PQclear(RemoteQuery(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, display));
+	res = RemoteQuery(conn, "SELECT last_applied_round, config_round FROM pgp_metadata.\"group\""
+					  " WHERE group_id = $1", group_id, display);
+	if (PQntuples(res) != 1)
+	{
+		PQclear(res);
+		PQfinish(conn);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("paxos group \"%s\" does not exist on node \"%s\"", group_id, display)));
+	}
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(strtoi64(PQgetvalue(res, 0, 0), NULL, 10));
+	values[2] = Int64GetDatum(strtoi64(PQgetvalue(res, 0, 1), NULL, 10));
+	values[3] = CStringGetTextDatum(own);
+	PQclear(res);
+	{
+		Oid			gtypes[4] = {TEXTOID, INT8OID, INT8OID, TEXTOID};
+
+		ExecOrError("INSERT INTO pgp_metadata.\"group\" (group_id, last_applied_round,"
+					" config_round, own_connection_string) VALUES ($1, $2, $3, $4)",
+					4, gtypes, values, NULL, SPI_OK_INSERT);
+	}
+
+	res = RemoteQuery(conn, "SELECT connection_string, min_round_num, max_round_num"
+					  " FROM pgp_metadata.host WHERE group_id = $1", group_id, display);
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		Oid			htypes[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
+
+		memset(nulls, ' ', sizeof(nulls));
+		values[1] = CStringGetTextDatum(PQgetvalue(res, i, 0));
+		values[2] = Int64GetDatum(strtoi64(PQgetvalue(res, i, 1), NULL, 10));
+		if (PQgetisnull(res, i, 2))
+			nulls[3] = 'n';
+		else
+			values[3] = Int64GetDatum(strtoi64(PQgetvalue(res, i, 2), NULL, 10));
+		ExecOrError("INSERT INTO pgp_metadata.host (group_id, connection_string,"
+					" min_round_num, max_round_num) VALUES ($1, $2, $3, $4)",
+					4, htypes, values, nulls, SPI_OK_INSERT);
+	}
+	PQclear(res);
+
+	res = RemoteQuery(conn, "SELECT round_num, accepted_proposal_num, accepted_proposer_id,"
+					  " value_id, value FROM pgp_metadata.round"
+					  " WHERE group_id = $1 AND consensus ORDER BY round_num",
+					  group_id, display);
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		int			c;
+
+		memset(nulls, ' ', sizeof(nulls));
+		values[1] = Int64GetDatum(strtoi64(PQgetvalue(res, i, 0), NULL, 10));
+		values[2] = Int64GetDatum(strtoi64(PQgetvalue(res, i, 1), NULL, 10));
+		for (c = 2; c < 5; c++)
+		{
+			if (PQgetisnull(res, i, c))
+				nulls[c + 1] = 'n';
+			else
+				values[c + 1] = CStringGetTextDatum(PQgetvalue(res, i, c));
+		}
+		ExecOrError("INSERT INTO pgp_metadata.round (group_id, round_num, min_proposal_num,"
+					" proposer_id, accepted_proposal_num, accepted_proposer_id, value_id,"
+					" value, consensus) VALUES ($1, $2, $3, $4, $3, $4, $5, $6, true)",
+					6, types, values, nulls, SPI_OK_INSERT);
+	}
+	PQclear(res);
+	PQclear(RemoteQuery(conn, "COMMIT", NULL, display));
+	PQfinish(conn);
+}
+
+/*
+ * paxos_join_group makes this node a member of an existing group: copy the
+ * group's metadata and log from an existing member, then get the change
+ * "add this host" chosen in the log.  From the round after it, this node
+ * takes part in every decision.
+ */
+Datum
+paxos_join_group(PG_FUNCTION_ARGS)
+{
+	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
+	char	   *existing = PaxosTextArg(fcinfo, 1, "existing_connection_string");
+	char	   *own = PaxosTextArg(fcinfo, 2, "own_connection_string");
+	char	   *proposer_id;
+	char	   *value_id;
+	GroupInfo	group;
+	int64		round;
+
+	CheckGroupName(group_id);
+	CheckConnstr(existing, "existing_connection_string");
+	CheckConnstr(own, "own_connection_string");
+
+	SPI_connect();
+	if (GroupLoad(group_id, &group))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("this node is already a member of paxos group \"%s\"", group_id),
+				 errhint("Call paxos_leave_group first to join it again.")));
+	CheckConnstrReachesSelf(own, "own_connection_string");
+	CopyGroupFromPeer(group_id, existing, own);
+
+	proposer_id = psprintf("join/%s/%d", PaxosNodeId, MyProcPid);
+	value_id = psprintf(PAXOS_ADD_HOST_PREFIX "%016llx",
+						(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
+	round = PaxosAppendValue(group_id, proposer_id, value_id, own);
+
+	/* learn everything up to the change, the change itself included */
+	PaxosLearnLog(group_id, round);
+	SPI_finish();
+
+	ereport(NOTICE,
+			(errmsg("joined paxos group \"%s\" in round " INT64_FORMAT, group_id, round)));
+	PG_RETURN_VOID();
+}
+
+/* DeleteGroupLocally removes every trace of a group from this node. */
+static void
+DeleteGroupLocally(const char *group_id)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(group_id);
+	ExecOrError("DELETE FROM pgp_metadata.replicated_tables WHERE group_id = $1",
+				1, types, values, NULL, SPI_OK_DELETE);
+	ExecOrError("DELETE FROM pgp_metadata.round WHERE group_id = $1",
+				1, types, values, NULL, SPI_OK_DELETE);
+	ExecOrError("DELETE FROM pgp_metadata.host WHERE group_id = $1",
+				1, types, values, NULL, SPI_OK_DELETE);
+	ExecOrError("DELETE FROM pgp_metadata.\"group\" WHERE group_id = $1",
+				1, types, values, NULL, SPI_OK_DELETE);
+}
+
+/*
+ * paxos_leave_group removes this node from a group through the log, then
+ * forgets the group locally.  Replicated tables keep their final contents.
+ */
+Datum
+paxos_leave_group(PG_FUNCTION_ARGS)
+{
+	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
+	GroupInfo	group;
+	List	   *hosts;
+	int64		next_round;
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	next_round = RoundStoreMaxRound(group_id, false) + 1;
+	hosts = GroupHostsForRound(group_id, next_round);
+
+	if (list_length(hosts) > 1 || (list_length(hosts) == 1 &&
+								   strcmp(linitial(hosts), group.own_connection_string) != 0))
+	{
+		char	   *proposer_id = psprintf("leave/%s/%d", PaxosNodeId, MyProcPid);
+		char	   *value_id = psprintf(PAXOS_REMOVE_HOST_PREFIX "%016llx",
+										(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
+
+		/* returns once a majority of the remaining members knows the change */
+		(void) PaxosAppendValue(group_id, proposer_id, value_id,
+								group.own_connection_string);
+	}
+	DeleteGroupLocally(group_id);
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}

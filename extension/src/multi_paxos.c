@@ -1,0 +1,461 @@
+/*
+ * multi_paxos.c
+ *    The Multi-Paxos log of a group, round r being its r-th entry: append a
+ *    value, learn rounds this node missed, find the highest round of the
+ *    group, and execute the log (the pg_paxos README's SQL functions).
+ *
+ * Appending tries the next round this node knows of; when another value is
+ * chosen there it moves past the highest round any acceptor reported, so a
+ * node that was away catches up in one step instead of one round at a time.
+ * Learning first copies chosen entries from peers (one request for up to a
+ * thousand rounds) and runs Paxos with a no-op only for rounds nobody
+ * reports as chosen: phase 1 then finds any value that may have been chosen.
+ */
+#include "pg_paxos.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "funcapi.h"
+#include "access/htup_details.h"
+#include "utils/builtins.h"
+
+PG_FUNCTION_INFO_V1(paxos);
+PG_FUNCTION_INFO_V1(paxos_append);
+PG_FUNCTION_INFO_V1(paxos_max_group_round);
+PG_FUNCTION_INFO_V1(paxos_learn_log);
+PG_FUNCTION_INFO_V1(paxos_apply_log);
+PG_FUNCTION_INFO_V1(paxos_apply_and_append);
+
+/* Rounds fetched from peers per request during catch-up. */
+#define LEARN_BATCH 1000
+
+/* Advisory lock class serialising appliers of one group on one node. */
+#define APPLY_LOCK_CLASS 29030
+
+typedef struct MaxRoundCollector
+{
+	int64		max_round;
+	int			answers;
+	int			quorum;
+} MaxRoundCollector;
+
+typedef struct DecidedCollector
+{
+	const char *group_id;
+	int			answers;
+	int			quorum;
+	int64		learned;
+} DecidedCollector;
+
+static bool OnMaxRound(void *arg, int host, PGresult *res, const char *error);
+static bool OnDecidedRounds(void *arg, int host, PGresult *res, const char *error);
+static int64 LocalMaxRound(const char *group_id);
+static void ExecuteLogValue(const char *group_id, int64 round, const char *sql);
+
+/* LocalMaxRound is the highest round this node has a row for, or -1. */
+static int64
+LocalMaxRound(const char *group_id)
+{
+	GroupInfo	group;
+	int64		max_round;
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	max_round = RoundStoreMaxRound(group_id, false);
+	SPI_finish();
+	return max_round;
+}
+
+/*
+ * PaxosAppendValue gets (value_id, value) chosen in the first round where
+ * it can be, and returns that round.
+ */
+int64
+PaxosAppendValue(const char *group_id, const char *proposer_id,
+				 const char *value_id, const char *value)
+{
+	int64		round = px_next_append_round(LocalMaxRound(group_id), -1);
+
+	for (;;)
+	{
+		PaxosOutcome outcome;
+
+		PaxosRunRound(group_id, round, proposer_id, value_id, value, &outcome);
+		if (!outcome.value_changed)
+			return round;
+		round = px_next_append_round(round, outcome.max_round);
+	}
+}
+
+/* OnMaxRound keeps the highest round reported, until a majority answered. */
+static bool
+OnMaxRound(void *arg, int host, PGresult *res, const char *error)
+{
+	MaxRoundCollector *mc = (MaxRoundCollector *) arg;
+
+	if (res == NULL || PQntuples(res) != 1)
+		return false;
+	mc->max_round = Max(mc->max_round, strtoi64(PQgetvalue(res, 0, 0), NULL, 10));
+	return ++mc->answers >= mc->quorum;
+}
+
+/*
+ * PaxosMaxGroupRound asks the current members for their highest round and
+ * returns the highest among a majority: it is at least any round chosen
+ * before the call started, since every choice involved a majority.
+ */
+int64
+PaxosMaxGroupRound(const char *group_id, bool accepted_only)
+{
+	GroupInfo	group;
+	List	   *hosts;
+	PeerConnection **peers;
+	int			npeers;
+	MaxRoundCollector mc;
+	FanoutStats stats;
+	const char *params[2];
+	MemoryContext outer = CurrentMemoryContext;
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	MemoryContextSwitchTo(outer);
+	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, PG_INT64_MAX));
+	SPI_finish();
+
+	peers = PaxosPeersFor(hosts, &npeers);
+	mc.max_round = -1;
+	mc.answers = 0;
+	mc.quorum = npeers / 2 + 1;
+	params[0] = group_id;
+	params[1] = accepted_only ? "true" : "false";
+	FanoutCall(peers, npeers, RPC_MAX_ROUND, params, 2, PaxosRpcTimeoutMs,
+			   OnMaxRound, &mc, &stats);
+	if (mc.answers < mc.quorum)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not reach a majority of paxos group \"%s\"", group_id),
+				 errdetail("%d of %d members answered; a majority is %d.%s%s",
+						   mc.answers, npeers, mc.quorum,
+						   stats.first_error ? " First failure: " : "",
+						   stats.first_error ? stats.first_error : "")));
+	return mc.max_round;
+}
+
+/*
+ * OnDecidedRounds records the chosen entries a peer sent.  Any entry a peer
+ * knows as chosen is chosen: learners only record values after a majority
+ * accepted them.
+ */
+static bool
+OnDecidedRounds(void *arg, int host, PGresult *res, const char *error)
+{
+	DecidedCollector *dc = (DecidedCollector *) arg;
+	int			i;
+
+	if (res == NULL)
+		return false;
+	SPI_connect();
+	for (i = 0; i < PQntuples(res); i++)
+	{
+		px_ballot	ballot;
+		px_value	value;
+
+		px_ballot_set(&ballot, strtoi64(PQgetvalue(res, i, 1), NULL, 10),
+					  PQgetvalue(res, i, 2));
+		value.id = PQgetvalue(res, i, 3);
+		value.data = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
+		if (RoundStoreLearn(dc->group_id, strtoi64(PQgetvalue(res, i, 0), NULL, 10),
+							&ballot, value))
+			dc->learned++;
+	}
+	SPI_finish();
+	return ++dc->answers >= dc->quorum;
+}
+
+/*
+ * PaxosLearnLog makes this node know the chosen value of every round up to
+ * max_round, and returns how many rounds it learned.  Learned entries are
+ * written in the caller's transaction.
+ */
+int64
+PaxosLearnLog(const char *group_id, int64 max_round)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	int64		learned = 0;
+	int64		from_round;
+	int64	   *missing = palloc(sizeof(int64) * LEARN_BATCH);
+	GroupInfo	group;
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	SPI_finish();
+	from_round = group.last_applied_round + 1;
+
+	for (;;)
+	{
+		List	   *hosts;
+		PeerConnection **peers;
+		int			npeers;
+		int			nmissing;
+		int			i;
+		char		from_str[32];
+		char		to_str[32];
+		const char *params[3];
+		DecidedCollector dc;
+		FanoutStats stats;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_connect();
+		nmissing = RoundStoreUndecidedIn(group_id, from_round, max_round,
+										 missing, LEARN_BATCH);
+		MemoryContextSwitchTo(outer);
+		hosts = nmissing > 0 ? PaxosStringListCopy(GroupHostsForRound(group_id, missing[0])) : NIL;
+		SPI_finish();
+		if (nmissing == 0)
+			break;
+
+		/* copy what peers know as chosen */
+		peers = PaxosPeersFor(hosts, &npeers);
+		snprintf(from_str, sizeof(from_str), INT64_FORMAT, missing[0]);
+		snprintf(to_str, sizeof(to_str), INT64_FORMAT, missing[nmissing - 1]);
+		params[0] = group_id;
+		params[1] = from_str;
+		params[2] = to_str;
+		dc.group_id = group_id;
+		dc.answers = 0;
+		dc.quorum = npeers / 2 + 1;
+		dc.learned = 0;
+		FanoutCall(peers, npeers, RPC_DECIDED_ROUNDS, params, 3, PaxosRpcTimeoutMs,
+				   OnDecidedRounds, &dc, &stats);
+		learned += dc.learned;
+
+		/* run Paxos for what nobody reported as chosen */
+		SPI_connect();
+		nmissing = RoundStoreUndecidedIn(group_id, missing[0], missing[nmissing - 1],
+										 missing, LEARN_BATCH);
+		SPI_finish();
+		for (i = 0; i < nmissing; i++)
+		{
+			PaxosOutcome outcome;
+			px_value	value;
+
+			PaxosRunRound(group_id, missing[i], "pg_paxos:learner", NULL, NULL, &outcome);
+			value.id = outcome.value_id;
+			value.data = outcome.value;
+			SPI_connect();
+			if (RoundStoreLearn(group_id, missing[i], &outcome.ballot, value))
+				learned++;
+			SPI_finish();
+		}
+		from_round = missing[nmissing > 0 ? nmissing - 1 : 0] + 1;
+		if (nmissing == 0)
+			from_round = strtoi64(to_str, NULL, 10) + 1;
+	}
+	pfree(missing);
+	return learned;
+}
+
+/*
+ * ExecuteLogValue runs one log entry as SQL in a subtransaction; an error is
+ * recorded in the round's error column instead of stopping the log, as the
+ * pg_paxos README does.
+ */
+static void
+ExecuteLogValue(const char *group_id, int64 round, const char *sql)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	ereport(DEBUG1, (errmsg("Executing: %s", sql)));
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		int			rc = SPI_execute(sql, false, 0);
+
+		if (rc < 0)
+			elog(ERROR, "pg_paxos: could not execute log entry: %s",
+				 SPI_result_code_string(rc));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
+		Datum		values[3];
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		values[0] = CStringGetTextDatum(group_id);
+		values[1] = Int64GetDatum(round);
+		values[2] = CStringGetTextDatum(edata->message);
+		if (SPI_execute_with_args("UPDATE pgp_metadata.round SET error = $3"
+								  " WHERE group_id = $1 AND round_num = $2",
+								  3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "pg_paxos: could not record the error of round " INT64_FORMAT, round);
+		ereport(DEBUG1, (errmsg("round " INT64_FORMAT " failed: %s", round, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * PaxosApplyLog executes, in order, every entry after the last applied one
+ * up to max_round, learning the entries this node does not know yet.
+ * Membership changes and no-ops took effect when learned and are skipped.
+ */
+void
+PaxosApplyLog(const char *proposer_id, const char *group_id, int64 max_round)
+{
+	GroupInfo	group;
+	int64		round;
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	values[0] = CStringGetTextDatum(group_id);
+	if (SPI_execute_with_args("SELECT pg_advisory_xact_lock(" CppAsString2(APPLY_LOCK_CLASS)
+							  ", hashtext($1))", 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: could not lock the log of group \"%s\"", group_id);
+	GroupLoadOrError(group_id, &group);
+	SPI_finish();
+	if (group.last_applied_round >= max_round)
+		return;
+
+	PaxosLearnLog(group_id, max_round);
+
+	SPI_connect();
+	for (round = group.last_applied_round + 1; round <= max_round; round++)
+	{
+		px_acceptor_state st;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!RoundStoreLoad(group_id, round, false, &st) || !st.decided)
+			elog(ERROR, "pg_paxos: round " INT64_FORMAT " of group \"%s\" is not learned",
+				 round, group_id);
+		if (st.value.data != NULL && !MembershipIsChange(st.value) &&
+			strncmp(st.value.id, PAXOS_INTERNAL_PREFIX "noop:",
+					strlen(PAXOS_INTERNAL_PREFIX "noop:")) != 0)
+			ExecuteLogValue(group_id, round, st.value.data);
+	}
+	values[1] = Int64GetDatum(max_round);
+	if (SPI_execute_with_args("UPDATE pgp_metadata.\"group\" SET last_applied_round = $2"
+							  " WHERE group_id = $1", 2, types, values, NULL,
+							  false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pg_paxos: could not record the applied round");
+	SPI_finish();
+}
+
+/*
+ * paxos runs Paxos on one round of a group's log and returns the value
+ * chosen there, and whether it differs from proposed_value.  With the
+ * default NULL, it only learns the round.
+ */
+Datum
+paxos(PG_FUNCTION_ARGS)
+{
+	char	   *proposer_id = PaxosTextArg(fcinfo, 0, "current_proposer_id");
+	char	   *group_id = PaxosTextArg(fcinfo, 1, "current_group_id");
+	int64		round = PaxosInt64Arg(fcinfo, 2, "current_round_num");
+	char	   *value = PaxosTextArgOrNull(fcinfo, 3);
+	PaxosOutcome outcome;
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	PaxosCheckProposerId(proposer_id);
+	PaxosCheckRoundNumber(round, "current_round_num");
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pg_paxos: return type must be a row type");
+
+	PaxosRunRound(group_id, round, proposer_id,
+				  value ? PaxosUniqueValueId(proposer_id) : NULL, value, &outcome);
+
+	values[0] = outcome.value ? CStringGetTextDatum(outcome.value) : (Datum) 0;
+	nulls[0] = outcome.value == NULL;
+	values[1] = BoolGetDatum(outcome.value_changed);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* paxos_append appends proposed_value to the group's log; returns its round. */
+Datum
+paxos_append(PG_FUNCTION_ARGS)
+{
+	char	   *proposer_id = PaxosTextArg(fcinfo, 0, "current_proposer_id");
+	char	   *group_id = PaxosTextArg(fcinfo, 1, "current_group_id");
+	char	   *value = PaxosTextArg(fcinfo, 2, "proposed_value");
+
+	PaxosCheckProposerId(proposer_id);
+	PG_RETURN_INT64(PaxosAppendValue(group_id, proposer_id,
+									 PaxosUniqueValueId(proposer_id), value));
+}
+
+/* paxos_max_group_round: see PaxosMaxGroupRound. */
+Datum
+paxos_max_group_round(PG_FUNCTION_ARGS)
+{
+	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
+	bool		accepted_only = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
+
+	PG_RETURN_INT64(PaxosMaxGroupRound(group_id, accepted_only));
+}
+
+/* paxos_learn_log: see PaxosLearnLog. */
+Datum
+paxos_learn_log(PG_FUNCTION_ARGS)
+{
+	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
+	int64		max_round = PaxosInt64Arg(fcinfo, 1, "max_round_num");
+
+	PG_RETURN_INT64(PaxosLearnLog(group_id, max_round));
+}
+
+/* paxos_apply_log executes the log up to max_round_num; returns it. */
+Datum
+paxos_apply_log(PG_FUNCTION_ARGS)
+{
+	char	   *proposer_id = PaxosTextArg(fcinfo, 0, "current_proposer_id");
+	char	   *group_id = PaxosTextArg(fcinfo, 1, "current_group_id");
+	int64		max_round = PaxosInt64Arg(fcinfo, 2, "max_round_num");
+
+	PaxosCheckProposerId(proposer_id);
+	PaxosApplyLog(proposer_id, group_id, max_round);
+	PG_RETURN_INT64(max_round);
+}
+
+/*
+ * paxos_apply_and_append appends proposed_value after executing every entry
+ * that will precede it, retrying in the next round while others win.
+ */
+Datum
+paxos_apply_and_append(PG_FUNCTION_ARGS)
+{
+	char	   *proposer_id = PaxosTextArg(fcinfo, 0, "current_proposer_id");
+	char	   *group_id = PaxosTextArg(fcinfo, 1, "current_group_id");
+	char	   *value = PaxosTextArg(fcinfo, 2, "proposed_value");
+	char	   *value_id;
+	int64		round;
+
+	PaxosCheckProposerId(proposer_id);
+	value_id = PaxosUniqueValueId(proposer_id);
+	round = LocalMaxRound(group_id);
+	for (;;)
+	{
+		PaxosOutcome outcome;
+
+		PaxosApplyLog(proposer_id, group_id, round);
+		round++;
+		PaxosRunRound(group_id, round, proposer_id, value_id, value, &outcome);
+		if (!outcome.value_changed)
+			PG_RETURN_INT64(round);
+	}
+}

@@ -1,0 +1,203 @@
+/*
+ * peer_connection.c
+ *    Cached libpq connections from this backend to the nodes of its groups.
+ *
+ * Like postgres_fdw's connection cache, a connection lives for the life of
+ * the backend, keyed by connection string, and is reused by every Paxos call.
+ * Unlike postgres_fdw's, remote work is never part of the local transaction:
+ * an acceptor RPC commits on its own node before it answers, which is what
+ * Paxos needs, so no transaction callbacks are involved.  What the cache
+ * tracks instead is the state of each connection (connecting, idle, a query
+ * in flight and which fanout call it belongs to), so that an answer that
+ * arrives after its caller stopped waiting is recognised and dropped.
+ *
+ * Connection strings may carry passwords: they are never put in messages;
+ * PaxosConnstrForDisplay gives the form that may be shown.
+ */
+#include "pg_paxos.h"
+
+#include "lib/stringinfo.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* Delay before reconnecting to a peer whose connection just failed. */
+#define PEER_RETRY_DELAY_MS 200
+
+static PeerConnection **peers = NULL;
+static int	npeers = 0;
+static int	maxpeers = 0;
+
+/* PeerGet returns the cache entry for a connection string, creating it. */
+PeerConnection *
+PeerGet(const char *connstr)
+{
+	PeerConnection *peer;
+	int			i;
+
+	for (i = 0; i < npeers; i++)
+		if (strcmp(peers[i]->connstr, connstr) == 0)
+			return peers[i];
+
+	if (npeers == maxpeers)
+	{
+		int			newmax = maxpeers == 0 ? 8 : maxpeers * 2;
+
+		if (peers == NULL)
+			peers = MemoryContextAlloc(TopMemoryContext,
+									   newmax * sizeof(PeerConnection *));
+		else
+			peers = repalloc(peers, newmax * sizeof(PeerConnection *));
+		maxpeers = newmax;
+	}
+	/* entries are allocated one by one, so pointers to them stay valid */
+	peer = MemoryContextAllocZero(TopMemoryContext, sizeof(PeerConnection));
+	peers[npeers++] = peer;
+	peer->connstr = MemoryContextStrdup(TopMemoryContext, connstr);
+	peer->display = MemoryContextStrdup(TopMemoryContext,
+										PaxosConnstrForDisplay(connstr));
+	peer->state = PEER_DISCONNECTED;
+	return peer;
+}
+
+/*
+ * PeerStartConnect begins a non-blocking connection attempt; false if it
+ * failed at once (or the peer failed too recently to try again).
+ */
+bool
+PeerStartConnect(PeerConnection *peer)
+{
+	const char *keys[] = {"application_name", "dbname", NULL};
+	const char *vals[] = {"pg_paxos", peer->connstr, NULL};
+
+	Assert(peer->state == PEER_DISCONNECTED);
+	if (GetCurrentTimestamp() < peer->retry_after)
+		return false;
+
+	peer->conn = PQconnectStartParams(keys, vals, 1);
+	if (peer->conn == NULL || PQstatus(peer->conn) == CONNECTION_BAD)
+	{
+		PeerDisconnect(peer, peer->conn ? PQerrorMessage(peer->conn) : "out of memory");
+		return false;
+	}
+	peer->state = PEER_CONNECTING;
+	peer->poll = PGRES_POLLING_WRITING;
+	peer->prepared = 0;
+	return true;
+}
+
+/*
+ * PeerDisconnect closes a connection after a failure and remembers why, to
+ * report it; the next attempt waits a little so that a dead peer is not
+ * hammered by every call.
+ */
+void
+PeerDisconnect(PeerConnection *peer, const char *why)
+{
+	if (peer->last_error)
+		pfree(peer->last_error);
+	peer->last_error = MemoryContextStrdup(TopMemoryContext, why ? why : "");
+	if (peer->conn)
+		PQfinish(peer->conn);
+	peer->conn = NULL;
+	peer->state = PEER_DISCONNECTED;
+	peer->prepared = 0;
+	peer->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													PEER_RETRY_DELAY_MS);
+}
+
+/* PeerStatementName is the name of an RPC's prepared statement on peers. */
+const char *
+PeerStatementName(RpcKind kind)
+{
+	static const char *const names[RPC_KIND_COUNT] = {
+		"pg_paxos_prepare", "pg_paxos_accept", "pg_paxos_confirm",
+		"pg_paxos_max_round", "pg_paxos_decided_rounds", "pg_paxos_identity"
+	};
+
+	return names[kind];
+}
+
+/*
+ * PeerStatementSql is the SQL of an RPC, qualified with the schema the
+ * extension lives in (the same on every node).
+ */
+const char *
+PeerStatementSql(RpcKind kind)
+{
+	static char *sql[RPC_KIND_COUNT];
+
+	if (sql[kind] == NULL)
+	{
+		const char *s = kind == RPC_IDENTITY ? "" : PaxosExtensionSchema();
+		char	   *text = NULL;
+
+		switch (kind)
+		{
+			case RPC_PREPARE:
+				text = psprintf("SELECT promised, proposer_id, min_proposal_num, value_id,"
+								" value, accepted_proposal_num, accepted_proposer_id,"
+								" consensus, max_round_num, config_round"
+								" FROM %s.paxos_request_prepare($1, $2, $3::bigint, $4::bigint)", s);
+				break;
+			case RPC_ACCEPT:
+				text = psprintf("SELECT accepted, min_proposal_num, proposer_id,"
+								" consensus, value_id, value, accepted_proposal_num,"
+								" accepted_proposer_id FROM %s.paxos_request_accept($1, $2, $3::bigint,"
+								" $4::bigint, $5, $6)", s);
+				break;
+			case RPC_CONFIRM:
+				text = psprintf("SELECT %s.paxos_confirm_consensus($1, $2, $3::bigint,"
+								" $4::bigint, $5, $6)", s);
+				break;
+			case RPC_MAX_ROUND:
+				text = psprintf("SELECT %s.paxos_max_accepted_round($1, $2::boolean)", s);
+				break;
+			case RPC_DECIDED_ROUNDS:
+				text = psprintf("SELECT round_num, accepted_proposal_num, accepted_proposer_id,"
+								" value_id, value FROM %s.paxos_decided_rounds($1,"
+								" $2::bigint, $3::bigint)", s);
+				break;
+			case RPC_IDENTITY:
+				text = psprintf("SELECT system_identifier::text || '/' ||"
+								" current_setting('port') || '/' ||"
+								" extract(epoch FROM pg_postmaster_start_time())::text"
+								" FROM pg_control_system()");
+				break;
+			case RPC_KIND_COUNT:
+				elog(ERROR, "pg_paxos: bad RPC kind");
+		}
+		sql[kind] = MemoryContextStrdup(TopMemoryContext, text);
+		pfree(text);
+	}
+	return sql[kind];
+}
+
+/*
+ * PaxosConnstrForDisplay returns a connection string with only the options
+ * that say where it leads (host, port, database, user): never a password.
+ */
+char *
+PaxosConnstrForDisplay(const char *connstr)
+{
+	static const char *const shown[] = {"host", "hostaddr", "port", "dbname", "user", NULL};
+	PQconninfoOption *opts = PQconninfoParse(connstr, NULL);
+	StringInfoData buf;
+	PQconninfoOption *opt;
+
+	if (opts == NULL)
+		return pstrdup("(invalid connection string)");
+	initStringInfo(&buf);
+	for (opt = opts; opt->keyword != NULL; opt++)
+	{
+		int			i;
+
+		if (opt->val == NULL || opt->val[0] == '\0')
+			continue;
+		for (i = 0; shown[i] != NULL; i++)
+			if (strcmp(opt->keyword, shown[i]) == 0)
+				appendStringInfo(&buf, "%s%s=%s", buf.len ? " " : "",
+								 opt->keyword, opt->val);
+	}
+	PQconninfoFree(opts);
+	return buf.data;
+}

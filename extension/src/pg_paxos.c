@@ -1,0 +1,196 @@
+/*
+ * pg_paxos.c
+ *    Module load: GUCs, and the argument checks every SQL-callable function
+ *    shares, so that bad input always gets the same clear error.
+ */
+#include "pg_paxos.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+char	   *PaxosNodeId = NULL;
+int			PaxosRpcTimeoutMs = 2000;
+int			PaxosTimeoutMs = 30000;
+
+/*
+ * _PG_init defines the GUCs.  pg_paxos must be in shared_preload_libraries
+ * because later parts (hooks, background worker) need it; say so clearly
+ * instead of half-working when it is loaded on demand.
+ */
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_paxos must be loaded via shared_preload_libraries"),
+				 errhint("Add pg_paxos to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	DefineCustomStringVariable("pg_paxos.node_id",
+							   "Name of this node, unique in the cluster.",
+							   "Used in proposer ids and in messages.",
+							   &PaxosNodeId, "", PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_paxos.rpc_timeout",
+							"How long a proposer waits for peers to answer one request.",
+							"A majority must answer within this time, or the call fails.",
+							&PaxosRpcTimeoutMs, 2000, 10, 3600 * 1000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_paxos.paxos_timeout",
+							"Longest time one Paxos round may take, retries included.",
+							NULL,
+							&PaxosTimeoutMs, 30000, 10, 24 * 3600 * 1000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("pg_paxos");
+}
+
+/* PaxosTextArg returns a text argument, refusing NULL with a clear error. */
+char *
+PaxosTextArg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* PaxosTextArgOrNull returns a text argument, or NULL for SQL NULL. */
+char *
+PaxosTextArgOrNull(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* PaxosInt64Arg returns a bigint argument, refusing NULL. */
+int64
+PaxosInt64Arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name)));
+	return PG_GETARG_INT64(argno);
+}
+
+/* PaxosCheckRoundNumber: rounds and proposal numbers are never negative. */
+void
+PaxosCheckRoundNumber(int64 round, const char *name)
+{
+	if (round < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative: " INT64_FORMAT, name, round)));
+}
+
+/*
+ * PaxosCheckProposerId refuses ids the core cannot carry and ids that could
+ * pass for entries pg_paxos writes itself (membership changes).
+ */
+void
+PaxosCheckProposerId(const char *proposer_id)
+{
+	if (proposer_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("current_proposer_id must not be empty")));
+	if (strlen(proposer_id) >= PX_PROPOSER_ID_MAX - 20)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("current_proposer_id is too long"),
+				 errdetail("The limit is %d bytes.", PX_PROPOSER_ID_MAX - 21)));
+	if (strncmp(proposer_id, PAXOS_INTERNAL_PREFIX,
+				strlen(PAXOS_INTERNAL_PREFIX)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("current_proposer_id must not start with \"%s\"",
+						PAXOS_INTERNAL_PREFIX),
+				 errhint("That prefix is reserved for entries pg_paxos writes itself.")));
+}
+
+/*
+ * PaxosUniqueValueId makes the id of a newly proposed value: the proposer id
+ * plus 64 random bits, so that two calls that reuse a proposer id never pass
+ * each other's value off as their own.
+ */
+char *
+PaxosUniqueValueId(const char *proposer_id)
+{
+	return psprintf("%s#%016llx", proposer_id,
+					(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
+}
+
+/*
+ * PaxosExtensionSchema is the quoted schema pg_paxos is installed in, used
+ * to qualify RPC calls to peers (installed the same way on every node).
+ */
+const char *
+PaxosExtensionSchema(void)
+{
+	static char *schema = NULL;
+
+	if (schema == NULL)
+	{
+		Relation	rel;
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tuple;
+		Oid			nspoid = InvalidOid;
+
+		rel = table_open(ExtensionRelationId, AccessShareLock);
+		ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+					F_NAMEEQ, CStringGetDatum("pg_paxos"));
+		scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+		tuple = systable_getnext(scan);
+		if (HeapTupleIsValid(tuple))
+			nspoid = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		if (!OidIsValid(nspoid))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("extension pg_paxos is not created in this database"),
+					 errhint("Run CREATE EXTENSION pg_paxos.")));
+		schema = MemoryContextStrdup(TopMemoryContext,
+									 quote_identifier(get_namespace_name(nspoid)));
+	}
+	return schema;
+}
+
+/*
+ * PaxosStringListCopy copies a list of C strings into the current memory
+ * context (list_copy_deep is for lists of nodes only).
+ */
+List *
+PaxosStringListCopy(List *strings)
+{
+	List	   *copy = NIL;
+	ListCell   *lc;
+
+	foreach(lc, strings)
+		copy = lappend(copy, pstrdup((char *) lfirst(lc)));
+	return copy;
+}

@@ -1,0 +1,352 @@
+/*
+ * round_store.c
+ *    Durable acceptor state: one row of pgp_metadata.round per (group,
+ *    round), read and written through SPI with plans kept for the life of
+ *    the backend.
+ *
+ * The acceptor's decisions are made by the core (px_acceptor_*); this file
+ * only loads a round's state under a row lock, hands it to a step function,
+ * and stores the result when the step changed it.  The row lock serialises
+ * concurrent requests for the same round; requests for different rounds run
+ * in parallel.  Durability comes from the transaction that calls us: an RPC
+ * commits (and so fsyncs its promise or acceptance) before it answers.
+ *
+ * Every function here expects the caller to be connected to SPI.
+ */
+#include "pg_paxos.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+/* Columns of the state, in the order every plan below uses. */
+#define ROUND_STATE_COLUMNS \
+	"min_proposal_num, proposer_id, value_id, value, " \
+	"accepted_proposal_num, accepted_proposer_id, consensus"
+
+typedef enum RoundPlan
+{
+	PLAN_LOAD = 0,
+	PLAN_LOAD_FOR_UPDATE,
+	PLAN_INSERT,
+	PLAN_UPDATE,
+	PLAN_MAX_ROUND,
+	PLAN_MAX_ACCEPTED_ROUND,
+	PLAN_DECIDED_IN,
+	PLAN_UNDECIDED_IN,
+	PLAN_COUNT
+} RoundPlan;
+
+static SPIPlanPtr plans[PLAN_COUNT];
+
+static SPIPlanPtr GetPlan(RoundPlan which);
+static void StateFromTuple(HeapTuple tuple, TupleDesc desc, px_acceptor_state *st);
+static void StateToDatums(const char *group_id, int64 round,
+						  const px_acceptor_state *st, Datum *values, char *nulls);
+static bool LearnStep(px_acceptor_state *st, void *arg);
+
+/* GetPlan prepares (once per backend) and returns one of the plans above. */
+static SPIPlanPtr
+GetPlan(RoundPlan which)
+{
+	static const char *const sql[PLAN_COUNT] = {
+		[PLAN_LOAD] = "SELECT " ROUND_STATE_COLUMNS
+		" FROM pgp_metadata.round WHERE group_id = $1 AND round_num = $2",
+		[PLAN_LOAD_FOR_UPDATE] = "SELECT " ROUND_STATE_COLUMNS
+		" FROM pgp_metadata.round WHERE group_id = $1 AND round_num = $2"
+		" FOR UPDATE",
+		[PLAN_INSERT] = "INSERT INTO pgp_metadata.round (group_id, round_num, "
+		ROUND_STATE_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+		" ON CONFLICT (group_id, round_num) DO NOTHING",
+		[PLAN_UPDATE] = "UPDATE pgp_metadata.round SET min_proposal_num = $3,"
+		" proposer_id = $4, value_id = $5, value = $6,"
+		" accepted_proposal_num = $7, accepted_proposer_id = $8,"
+		" consensus = $9 WHERE group_id = $1 AND round_num = $2",
+		[PLAN_MAX_ROUND] = "SELECT max(round_num) FROM pgp_metadata.round"
+		" WHERE group_id = $1",
+		[PLAN_MAX_ACCEPTED_ROUND] = "SELECT max(round_num)"
+		" FROM pgp_metadata.round WHERE group_id = $1 AND value_id IS NOT NULL",
+		[PLAN_DECIDED_IN] = "SELECT round_num, accepted_proposal_num,"
+		" accepted_proposer_id, value_id, value FROM pgp_metadata.round"
+		" WHERE group_id = $1 AND round_num BETWEEN $2 AND $3 AND consensus"
+		" ORDER BY round_num LIMIT $4",
+		[PLAN_UNDECIDED_IN] = "SELECT s FROM generate_series($2::bigint, $3::bigint) s"
+		" WHERE NOT EXISTS (SELECT 1 FROM pgp_metadata.round r"
+		" WHERE r.group_id = $1 AND r.round_num = s AND r.consensus)"
+		" ORDER BY s LIMIT $4",
+	};
+	static const int nargs[PLAN_COUNT] = {2, 2, 9, 9, 1, 1, 4, 4};
+	Oid			types[9] = {TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID,
+	TEXTOID, INT8OID, TEXTOID, BOOLOID};
+
+	if (plans[which] == NULL)
+	{
+		SPIPlanPtr	plan;
+
+		if (which == PLAN_DECIDED_IN || which == PLAN_UNDECIDED_IN)
+			types[2] = types[3] = INT8OID;
+		plan = SPI_prepare(sql[which], nargs[which], types);
+		if (plan == NULL)
+			elog(ERROR, "pg_paxos: SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "pg_paxos: SPI_keepplan failed");
+		plans[which] = plan;
+	}
+	return plans[which];
+}
+
+/* StateFromTuple reads ROUND_STATE_COLUMNS; strings land in the current context. */
+static void
+StateFromTuple(HeapTuple tuple, TupleDesc desc, px_acceptor_state *st)
+{
+	bool		isnull;
+	Datum		d;
+	char	   *proposer;
+
+	px_acceptor_init(st);
+
+	d = SPI_getbinval(tuple, desc, 1, &isnull);
+	proposer = SPI_getvalue(tuple, desc, 2);
+	if (px_ballot_set(&st->promised, isnull ? -1 : DatumGetInt64(d),
+					  proposer ? proposer : "") != 0)
+		elog(ERROR, "pg_paxos: stored proposer id too long");
+
+	st->value.id = SPI_getvalue(tuple, desc, 3);
+	st->value.data = SPI_getvalue(tuple, desc, 4);
+
+	d = SPI_getbinval(tuple, desc, 5, &isnull);
+	if (!isnull)
+	{
+		char	   *acc_proposer = SPI_getvalue(tuple, desc, 6);
+
+		st->has_accepted = true;
+		if (px_ballot_set(&st->accepted, DatumGetInt64(d),
+						  acc_proposer ? acc_proposer : "") != 0)
+			elog(ERROR, "pg_paxos: stored proposer id too long");
+	}
+	d = SPI_getbinval(tuple, desc, 7, &isnull);
+	st->decided = !isnull && DatumGetBool(d);
+}
+
+/* StateToDatums builds the nine parameters of PLAN_INSERT and PLAN_UPDATE. */
+static void
+StateToDatums(const char *group_id, int64 round, const px_acceptor_state *st,
+			  Datum *values, char *nulls)
+{
+	memset(nulls, ' ', 9);
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(round);
+	values[2] = Int64GetDatum(st->promised.number);
+	values[3] = CStringGetTextDatum(st->promised.proposer);
+	if (st->has_accepted)
+	{
+		values[4] = CStringGetTextDatum(st->value.id ? st->value.id : "");
+		if (st->value.data)
+			values[5] = CStringGetTextDatum(st->value.data);
+		else
+			nulls[5] = 'n';
+		values[6] = Int64GetDatum(st->accepted.number);
+		values[7] = CStringGetTextDatum(st->accepted.proposer);
+	}
+	else
+		nulls[4] = nulls[5] = nulls[6] = nulls[7] = 'n';
+	values[8] = BoolGetDatum(st->decided);
+}
+
+/*
+ * RoundStoreLoad reads the state of a round; false if the round has no row.
+ * With for_update the row stays locked until the transaction ends.
+ */
+bool
+RoundStoreLoad(const char *group_id, int64 round, bool for_update,
+			   px_acceptor_state *st)
+{
+	Datum		values[2];
+	int			rc;
+
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(round);
+	rc = SPI_execute_plan(GetPlan(for_update ? PLAN_LOAD_FOR_UPDATE : PLAN_LOAD),
+						  values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: loading round failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		px_acceptor_init(st);
+		return false;
+	}
+	StateFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, st);
+	return true;
+}
+
+/*
+ * RoundStoreStep runs one acceptor step on a round: load (locked), let step
+ * decide, store if it changed anything.  A round without a row starts from
+ * the initial state; two requests racing to create the row are resolved by
+ * ON CONFLICT, the loser running its step again on the winner's state.  The
+ * final state is copied to *result (strings in the caller's SPI context).
+ */
+void
+RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
+			   void *arg, px_acceptor_state *result)
+{
+	for (;;)
+	{
+		px_acceptor_state st;
+		bool		found = RoundStoreLoad(group_id, round, true, &st);
+		Datum		values[9];
+		char		nulls[9];
+		int			rc;
+
+		if (!found)
+		{
+			GroupInfo	group;
+
+			if (!GroupLoad(group_id, &group))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("paxos group \"%s\" does not exist on this node",
+								group_id)));
+		}
+
+		if (!step(&st, arg))
+		{
+			*result = st;
+			return;
+		}
+
+		StateToDatums(group_id, round, &st, values, nulls);
+		rc = SPI_execute_plan(GetPlan(found ? PLAN_UPDATE : PLAN_INSERT),
+							  values, nulls, false, 0);
+		if (rc != (found ? SPI_OK_UPDATE : SPI_OK_INSERT))
+			elog(ERROR, "pg_paxos: storing round failed: %s",
+				 SPI_result_code_string(rc));
+		if (found || SPI_processed == 1)
+		{
+			*result = st;
+			return;
+		}
+		/* another request created the row first: decide again on its state */
+	}
+}
+
+/* RoundStoreMaxRound is the highest round with a row (or an accepted value). */
+int64
+RoundStoreMaxRound(const char *group_id, bool accepted_only)
+{
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+	int			rc;
+
+	values[0] = CStringGetTextDatum(group_id);
+	rc = SPI_execute_plan(GetPlan(accepted_only ? PLAN_MAX_ACCEPTED_ROUND : PLAN_MAX_ROUND),
+						  values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_paxos: max round query failed: %s", SPI_result_code_string(rc));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? -1 : DatumGetInt64(d);
+}
+
+typedef struct LearnArgs
+{
+	const px_ballot *ballot;
+	px_value	value;
+	bool		newly_decided;
+	bool		conflict;
+} LearnArgs;
+
+/* LearnStep is the learn step of RoundStoreLearn. */
+static bool
+LearnStep(px_acceptor_state *st, void *arg)
+{
+	LearnArgs  *la = (LearnArgs *) arg;
+	bool		was_decided = st->decided;
+	bool		changed = px_acceptor_learn(st, la->ballot, la->value);
+
+	la->newly_decided = changed && !was_decided;
+	la->conflict = was_decided && !px_value_equal(st->value, la->value);
+	return changed;
+}
+
+/*
+ * RoundStoreLearn records that (ballot, value) was chosen in a round, and
+ * applies a membership change the first time it is learned.  Being told of
+ * a different value than the one already known as chosen means Paxos was
+ * violated somewhere: that is reported loudly, never papered over.
+ * Returns true when the round was not known as decided before.
+ */
+bool
+RoundStoreLearn(const char *group_id, int64 round, const px_ballot *ballot,
+				px_value value)
+{
+	LearnArgs	la = {ballot, value, false, false};
+	px_acceptor_state st;
+
+	RoundStoreStep(group_id, round, LearnStep, &la, &st);
+	if (la.conflict)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pg_paxos: round " INT64_FORMAT " of group \"%s\" was learned with two different values",
+						round, group_id),
+				 errdetail("Known value id \"%s\", new value id \"%s\".",
+						   st.value.id ? st.value.id : "",
+						   value.id ? value.id : "")));
+	if (la.newly_decided && MembershipIsChange(value))
+		MembershipApplyChosen(group_id, round, value);
+	return la.newly_decided;
+}
+
+/*
+ * RoundStoreDecidedIn selects the decided rounds in [from, to], at most
+ * limit of them, as (round_num, accepted_proposal_num, accepted_proposer_id,
+ * value_id, value); the rows are in SPI_tuptable until the next SPI call.
+ */
+uint64
+RoundStoreDecidedIn(const char *group_id, int64 from_round, int64 to_round,
+					int64 limit)
+{
+	Datum		values[4];
+	int			rc;
+
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(from_round);
+	values[2] = Int64GetDatum(to_round);
+	values[3] = Int64GetDatum(limit);
+	rc = SPI_execute_plan(GetPlan(PLAN_DECIDED_IN), values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: decided rounds query failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/*
+ * RoundStoreUndecidedIn fills rounds[] with up to max rounds in [from, to]
+ * that this node does not know as decided, in order; returns how many.
+ */
+int
+RoundStoreUndecidedIn(const char *group_id, int64 from_round, int64 to_round,
+					  int64 *rounds, int max)
+{
+	Datum		values[4];
+	int			rc;
+	uint64		i;
+
+	if (from_round > to_round)
+		return 0;
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(from_round);
+	values[2] = Int64GetDatum(to_round);
+	values[3] = Int64GetDatum(max);
+	rc = SPI_execute_plan(GetPlan(PLAN_UNDECIDED_IN), values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: undecided rounds query failed: %s", SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		rounds[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return (int) SPI_processed;
+}
