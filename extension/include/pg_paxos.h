@@ -110,15 +110,19 @@ typedef struct PeerConnection
 	uint32		prepared;		/* bitmask of RpcKind prepared on conn */
 	uint64		owner;			/* fanout call that sent the query in flight */
 	RpcKind		inflight_kind;
+	PGresult   *result;			/* first result of the query in flight */
 	TimestampTz busy_since;
 	TimestampTz retry_after;	/* no reconnect attempt before this */
 	char	   *last_error;
+	List	   *deferred;		/* learn requests (char *[6]) not sent yet */
 } PeerConnection;
 
 extern PeerConnection *PeerGet(const char *connstr);
 extern bool PeerStartConnect(PeerConnection *peer);
 extern void PeerDisconnect(PeerConnection *peer, const char *why);
 extern const char *PeerStatementSql(RpcKind kind);
+extern void PeerDeferLearn(PeerConnection *peer, const char *const *params);
+extern bool PeerSendDeferred(PeerConnection *peer);
 extern const char *PeerStatementName(RpcKind kind);
 extern char *PaxosConnstrForDisplay(const char *connstr);
 

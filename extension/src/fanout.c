@@ -41,7 +41,6 @@ typedef struct FanoutCallState
 	void	   *arg;
 	FanoutStats *stats;
 	CallState  *calls;
-	PGresult  **results;		/* first result of each host's query */
 	bool		done;			/* caller heard enough */
 } FanoutCallState;
 
@@ -70,7 +69,7 @@ Finish(FanoutCallState *fc, PeerConnection **peers, int host, PGresult *res,
 	}
 	else
 		fc->stats->answered++;
-	if (!fc->done)
+	if (!fc->done && fc->fn != NULL)
 		fc->done = fc->fn(fc->arg, host, res, error);
 }
 
@@ -90,6 +89,8 @@ TrySend(FanoutCallState *fc, PeerConnection **peers, int host)
 	}
 	if (peer->state != PEER_IDLE)
 		return;					/* still connecting, or an older query in flight */
+	if (PeerSendDeferred(peer))
+		return;					/* earlier learn requests go first */
 
 	if ((peer->prepared & bit) == 0)
 	{
@@ -151,16 +152,17 @@ Progress(FanoutCallState *fc, PeerConnection **peers, int npeers, int host)
 
 		if (res != NULL)
 		{
-			if (mine && fc->results[host] == NULL)
-				fc->results[host] = res;
+			/* keep the first result of the query, whoever it belongs to */
+			if (peer->result == NULL)
+				peer->result = res;
 			else
 				PQclear(res);
 			continue;
 		}
 
 		/* the query is complete */
-		res = mine ? fc->results[host] : NULL;
-		fc->results[host] = NULL;
+		res = peer->result;
+		peer->result = NULL;
 		if (peer->state == PEER_PREPARING)
 		{
 			bool		prepared = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -171,6 +173,8 @@ Progress(FanoutCallState *fc, PeerConnection **peers, int npeers, int host)
 			else if (mine)
 				Finish(fc, peers, host, NULL,
 					   res ? PQresultErrorMessage(res) : "could not prepare statement");
+			else
+				PeerDisconnect(peer, res ? PQresultErrorMessage(res) : "could not prepare statement");
 		}
 		else
 		{
@@ -193,7 +197,9 @@ Progress(FanoutCallState *fc, PeerConnection **peers, int npeers, int host)
 /*
  * FanoutCall sends RPC `kind` with `params` to every peer and feeds the
  * answers to fn until fn returns true, every peer has answered or failed,
- * or timeout_ms has passed.  stats counts what happened.
+ * or timeout_ms has passed.  stats counts what happened.  With fn NULL it
+ * only sends, to the peers that are idle, and returns at once; a learn
+ * request for a busy peer is then kept and sent when the peer is idle.
  */
 void
 FanoutCall(PeerConnection **peers, int npeers, RpcKind kind,
@@ -215,7 +221,6 @@ FanoutCall(PeerConnection **peers, int npeers, RpcKind kind,
 	fc.arg = arg;
 	fc.stats = stats;
 	fc.calls = palloc0(sizeof(CallState) * npeers);
-	fc.results = palloc0(sizeof(PGresult *) * npeers);
 	fc.done = false;
 
 	for (i = 0; i < npeers; i++)
@@ -241,7 +246,7 @@ FanoutCall(PeerConnection **peers, int npeers, RpcKind kind,
 		for (i = 0; i < npeers && !fc.done; i++)
 			if (fc.calls[i] == CALL_PENDING)
 				TrySend(&fc, peers, i);
-		if (fc.done)
+		if (fc.done || fn == NULL)
 			break;
 
 		set = CreateWaitEventSet(CurrentMemoryContext, npeers + 2);
@@ -286,20 +291,22 @@ FanoutCall(PeerConnection **peers, int npeers, RpcKind kind,
 		}
 	}
 
-	/* whoever has not answered by now failed this call */
+	/*
+	 * Whoever has not answered by now failed this call; except that a learn
+	 * request that could not even be sent is kept for later.
+	 */
 	for (i = 0; i < npeers; i++)
 	{
-		if (fc.calls[i] != CALL_FINISHED && !fc.done)
+		if (kind == RPC_CONFIRM && fc.calls[i] == CALL_PENDING)
+			PeerDeferLearn(peers[i], params);
+		if (fc.calls[i] != CALL_FINISHED && !fc.done && fn != NULL)
 		{
 			const char *why = peers[i]->state == PEER_DISCONNECTED && peers[i]->last_error
 				? peers[i]->last_error : psprintf("no answer within %d ms", timeout_ms);
 
 			Finish(&fc, peers, i, NULL, why);
 		}
-		if (fc.results[i])
-			PQclear(fc.results[i]);
 	}
 	pfree(fc.calls);
-	pfree(fc.results);
 	pfree(events);
 }

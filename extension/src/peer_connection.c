@@ -23,6 +23,11 @@
 /* Delay before reconnecting to a peer whose connection just failed. */
 #define PEER_RETRY_DELAY_MS 200
 
+/* Learn requests kept for a busy peer; beyond this it catches up by itself. */
+#define PEER_MAX_DEFERRED 1024
+
+static void FreeDeferred(PeerConnection *peer);
+
 static PeerConnection **peers = NULL;
 static int	npeers = 0;
 static int	maxpeers = 0;
@@ -96,13 +101,99 @@ PeerDisconnect(PeerConnection *peer, const char *why)
 	if (peer->last_error)
 		pfree(peer->last_error);
 	peer->last_error = MemoryContextStrdup(TopMemoryContext, why ? why : "");
+	if (peer->result)
+		PQclear(peer->result);
+	peer->result = NULL;
 	if (peer->conn)
 		PQfinish(peer->conn);
 	peer->conn = NULL;
+	FreeDeferred(peer);
 	peer->state = PEER_DISCONNECTED;
 	peer->prepared = 0;
 	peer->retry_after = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													PEER_RETRY_DELAY_MS);
+}
+
+/*
+ * PeerDeferLearn keeps a learn request for a peer that was still busy with
+ * an earlier query when the proposer returned; it is sent as soon as the
+ * peer is idle, ahead of any new request, so learners stay in log order.
+ */
+void
+PeerDeferLearn(PeerConnection *peer, const char *const *params)
+{
+	MemoryContext old;
+	char	  **copy;
+	int			i;
+
+	if (peer->state == PEER_DISCONNECTED || list_length(peer->deferred) >= PEER_MAX_DEFERRED)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	copy = palloc(sizeof(char *) * 6);
+	for (i = 0; i < 6; i++)
+		copy[i] = params[i] ? pstrdup(params[i]) : NULL;
+	peer->deferred = lappend(peer->deferred, copy);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * PeerSendDeferred sends the oldest deferred learn request to an idle peer
+ * (its answer belongs to no call and is dropped).  Returns true if it sent
+ * something, leaving the peer busy.
+ */
+bool
+PeerSendDeferred(PeerConnection *peer)
+{
+	char	  **params;
+	int			ok;
+	int			i;
+
+	if (peer->state != PEER_IDLE || peer->deferred == NIL)
+		return false;
+	peer->owner = 0;
+	peer->busy_since = GetCurrentTimestamp();
+	peer->inflight_kind = RPC_CONFIRM;
+	if ((peer->prepared & (1u << RPC_CONFIRM)) == 0)
+	{
+		ok = PQsendPrepare(peer->conn, PeerStatementName(RPC_CONFIRM),
+						   PeerStatementSql(RPC_CONFIRM), 0, NULL);
+		peer->state = PEER_PREPARING;
+	}
+	else
+	{
+		params = (char **) linitial(peer->deferred);
+		peer->deferred = list_delete_first(peer->deferred);
+		ok = PQsendQueryPrepared(peer->conn, PeerStatementName(RPC_CONFIRM), 6,
+								 (const char *const *) params, NULL, NULL, 0);
+		for (i = 0; i < 6; i++)
+			if (params[i])
+				pfree(params[i]);
+		pfree(params);
+		peer->state = PEER_BUSY;
+	}
+	if (!ok)
+		PeerDisconnect(peer, PQerrorMessage(peer->conn));
+	return true;
+}
+
+/* FreeDeferred drops the learn requests kept for a peer. */
+static void
+FreeDeferred(PeerConnection *peer)
+{
+	ListCell   *lc;
+
+	foreach(lc, peer->deferred)
+	{
+		char	  **params = (char **) lfirst(lc);
+		int			i;
+
+		for (i = 0; i < 6; i++)
+			if (params[i])
+				pfree(params[i]);
+		pfree(params);
+	}
+	list_free(peer->deferred);
+	peer->deferred = NIL;
 }
 
 /* PeerStatementName is the name of an RPC's prepared statement on peers. */

@@ -34,11 +34,8 @@ typedef struct RoundCollector
 
 typedef struct LearnCollector
 {
-	int			local;			/* index of this node, -1 if not a member */
-	bool		need_quorum;	/* membership change: a majority must know */
-	int			quorum;
+	int			needed;			/* answers to wait for */
 	int			acks;
-	bool		local_done;
 } LearnCollector;
 
 static char *CopyValue(PGresult *res, int col);
@@ -125,10 +122,9 @@ OnAccepted(void *arg, int host, PGresult *res, const char *error)
 }
 
 /*
- * OnLearned counts learners that recorded the chosen value.  Only this
- * node's own learner is waited for (so that its log shows the round when
- * the call returns), except for a membership change, which a majority must
- * know before it counts as done.
+ * OnLearned counts learners that recorded the chosen value.  An ordinary
+ * entry waits for none: learners that miss it catch up from the acceptors.
+ * A membership change waits for a majority, which the next change relies on.
  */
 static bool
 OnLearned(void *arg, int host, PGresult *res, const char *error)
@@ -137,10 +133,7 @@ OnLearned(void *arg, int host, PGresult *res, const char *error)
 
 	if (res != NULL)
 		lc->acks++;
-	if (host == lc->local)
-		lc->local_done = true;
-	return (lc->local < 0 || lc->local_done) &&
-		(!lc->need_quorum || lc->acks >= lc->quorum);
+	return lc->acks >= lc->needed;
 }
 
 /* Backoff sleeps a random time that grows with consecutive preemptions. */
@@ -328,19 +321,16 @@ restart:
 
 		chosen_ballot = p.chosen_ballot;
 
-		/* learn: tell every member, wait for this node (and a majority for membership) */
+		/* learn: tell every member; wait only when membership changes */
 		snprintf(number_str, sizeof(number_str), INT64_FORMAT, chosen_ballot.number);
 		params[0] = chosen_ballot.proposer;
 		params[4] = p.proposal.id;
 		params[5] = p.proposal.data;
-		lcol.local = PaxosLocalHostIndex(hosts, group.own_connection_string);
-		lcol.need_quorum = MembershipIsChange(p.proposal);
-		lcol.quorum = p.quorum;
+		lcol.needed = MembershipIsChange(p.proposal) ? p.quorum : 0;
 		lcol.acks = 0;
-		lcol.local_done = false;
 		FanoutCall(peers, npeers, RPC_CONFIRM, params, 6, PaxosRpcTimeoutMs,
-				   OnLearned, &lcol, &stats);
-		if (lcol.need_quorum && lcol.acks < lcol.quorum)
+				   lcol.needed > 0 ? OnLearned : NULL, &lcol, &stats);
+		if (lcol.acks < lcol.needed)
 			NoMajority(group_id, round, npeers, &stats);
 
 		outcome->value_id = p.proposal.id ? pstrdup(p.proposal.id) : NULL;
