@@ -159,15 +159,14 @@ typedef struct PaxosOutcome
 } PaxosOutcome;
 
 extern void PaxosRunRound(const char *group_id, int64 round,
-						  const char *proposer_id, const char *value_id,
-						  const char *value, PaxosOutcome *outcome);
+						  const char *value_id, const char *value,
+						  PaxosOutcome *outcome);
 extern PeerConnection **PaxosPeersFor(List *connstrs, int *npeers);
-extern int	PaxosLocalHostIndex(List *connstrs, const char *own);
 
 /* ---- multi_paxos.c ------------------------------------------------------ */
 
-extern int64 PaxosAppendValue(const char *group_id, const char *proposer_id,
-							  const char *value_id, const char *value);
+extern int64 PaxosAppendValue(const char *group_id, const char *value_id,
+							  const char *value);
 extern int64 PaxosLearnLog(const char *group_id, int64 max_round);
 extern void PaxosApplyLog(const char *proposer_id, const char *group_id,
 						  int64 max_round);

@@ -100,7 +100,18 @@ CREATE TYPE accept_response AS (
 	value_id text,
 	value text,
 	accepted_proposal_num bigint,
-	accepted_proposer_id text
+	accepted_proposer_id text,
+	-- phase 1b for the next round, when prepare_next_round was asked for
+	next_promised boolean,
+	next_proposer_id text,
+	next_min_proposal_num bigint,
+	next_value_id text,
+	next_value text,
+	next_accepted_proposal_num bigint,
+	next_accepted_proposer_id text,
+	next_consensus boolean,
+	max_round_num bigint,
+	config_round bigint
 );
 
 /* A chosen log entry, as copied between nodes during catch-up. */
@@ -114,22 +125,32 @@ CREATE TYPE decided_round AS (
 
 /* ---- acceptor RPCs, called by proposers over libpq -------------------- */
 
+/*
+ * learned_round_num/learned_proposal_num piggyback a learn: that round was
+ * chosen under ballot (learned_proposal_num, current_proposer_id).
+ */
 CREATE FUNCTION paxos_request_prepare(
 	current_proposer_id text,
 	current_group_id text,
 	current_round_num bigint,
-	current_proposal_num bigint)
+	current_proposal_num bigint,
+	learned_round_num bigint DEFAULT NULL,
+	learned_proposal_num bigint DEFAULT NULL)
 RETURNS prepare_response
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_request_prepare';
 
+/* prepare_next_round: also run phase 1b of the next round for this ballot. */
 CREATE FUNCTION paxos_request_accept(
 	current_proposer_id text,
 	current_group_id text,
 	current_round_num bigint,
 	current_proposal_num bigint,
 	proposed_value_id text,
-	proposed_value text)
+	proposed_value text,
+	learned_round_num bigint DEFAULT NULL,
+	learned_proposal_num bigint DEFAULT NULL,
+	prepare_next_round boolean DEFAULT false)
 RETURNS accept_response
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_request_accept';

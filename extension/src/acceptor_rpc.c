@@ -17,6 +17,9 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+/* Columns of accept_response: phase 2b, then phase 1b of the next round. */
+#define ACCEPT_RESPONSE_COLUMNS 18
+
 PG_FUNCTION_INFO_V1(paxos_request_prepare);
 PG_FUNCTION_INFO_V1(paxos_request_accept);
 PG_FUNCTION_INFO_V1(paxos_confirm_consensus);
@@ -41,6 +44,10 @@ static void BallotFromArgs(FunctionCallInfo fcinfo, px_ballot *ballot,
 static bool PrepareStep(px_acceptor_state *st, void *arg);
 static bool AcceptStep(px_acceptor_state *st, void *arg);
 static Datum TextOrNull(const char *s, bool *isnull);
+static void PromiseToDatums(const px_promise *reply, int64 max_round,
+							int64 config_round, Datum *values, bool *nulls);
+static void LearnPiggybacked(FunctionCallInfo fcinfo, int argno,
+							 const char *group_id, const px_ballot *ballot);
 
 /*
  * BallotFromArgs reads the (proposer id, group, round, proposal number)
@@ -92,6 +99,54 @@ TextOrNull(const char *s, bool *isnull)
 }
 
 /*
+ * PromiseToDatums fills the ten columns of a phase-1b answer (the layout of
+ * prepare_response).
+ */
+static void
+PromiseToDatums(const px_promise *reply, int64 max_round, int64 config_round,
+				Datum *values, bool *nulls)
+{
+	memset(nulls, 0, sizeof(bool) * 10);
+	values[0] = BoolGetDatum(reply->promised);
+	values[1] = CStringGetTextDatum(reply->promised_ballot.proposer);
+	values[2] = Int64GetDatum(reply->promised_ballot.number);
+	values[3] = TextOrNull(reply->has_accepted ? reply->value.id : NULL, &nulls[3]);
+	values[4] = TextOrNull(reply->has_accepted ? reply->value.data : NULL, &nulls[4]);
+	values[5] = Int64GetDatum(reply->accepted.number);
+	nulls[5] = !reply->has_accepted;
+	values[6] = TextOrNull(reply->has_accepted ? reply->accepted.proposer : NULL, &nulls[6]);
+	values[7] = BoolGetDatum(reply->decided);
+	values[8] = Int64GetDatum(max_round);
+	values[9] = Int64GetDatum(config_round);
+}
+
+/*
+ * LearnPiggybacked handles the learn a proposer sends along with its next
+ * request: round learned_round_num was chosen under ballot
+ * (learned_proposal_num, the same proposer).  A ballot carries one value
+ * only, so an acceptor that accepted that very ballot there knows the
+ * chosen value; one that did not learns the round later, on demand.
+ */
+static void
+LearnPiggybacked(FunctionCallInfo fcinfo, int argno, const char *group_id,
+				 const px_ballot *ballot)
+{
+	px_acceptor_state st;
+	px_ballot	learned;
+	int64		round;
+
+	if (PG_ARGISNULL(argno) || PG_ARGISNULL(argno + 1))
+		return;
+	round = PG_GETARG_INT64(argno);
+	PaxosCheckRoundNumber(round, "learned_round_num");
+	px_ballot_set(&learned, PG_GETARG_INT64(argno + 1), ballot->proposer);
+	if (!RoundStoreLoad(group_id, round, false, &st) || st.decided ||
+		!st.has_accepted || px_ballot_cmp(&st.accepted, &learned) != 0)
+		return;
+	RoundStoreLearn(group_id, round, &learned, st.value);
+}
+
+/*
  * paxos_request_prepare (phase 1b): promise not to accept lower ballots for
  * this round, and report what was accepted, whether the round is decided,
  * the highest round this node knows and its membership version, so that the
@@ -108,7 +163,7 @@ paxos_request_prepare(PG_FUNCTION_ARGS)
 	px_acceptor_state st;
 	TupleDesc	desc;
 	Datum		values[10];
-	bool		nulls[10] = {0};
+	bool		nulls[10];
 	MemoryContext outer = CurrentMemoryContext;
 	HeapTuple	tuple;
 
@@ -118,21 +173,12 @@ paxos_request_prepare(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
+	LearnPiggybacked(fcinfo, 4, group_id, &pa.ballot);
 	RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
-	max_round = RoundStoreMaxRound(group_id, false);
+	max_round = RoundStoreMaxRound(group_id, true);
 
 	MemoryContextSwitchTo(outer);
-	values[0] = BoolGetDatum(pa.reply.promised);
-	values[1] = CStringGetTextDatum(pa.reply.promised_ballot.proposer);
-	values[2] = Int64GetDatum(pa.reply.promised_ballot.number);
-	values[3] = TextOrNull(pa.reply.has_accepted ? pa.reply.value.id : NULL, &nulls[3]);
-	values[4] = TextOrNull(pa.reply.has_accepted ? pa.reply.value.data : NULL, &nulls[4]);
-	values[5] = Int64GetDatum(pa.reply.accepted.number);
-	nulls[5] = !pa.reply.has_accepted;
-	values[6] = TextOrNull(pa.reply.has_accepted ? pa.reply.accepted.proposer : NULL, &nulls[6]);
-	values[7] = BoolGetDatum(pa.reply.decided);
-	values[8] = Int64GetDatum(max_round);
-	values[9] = Int64GetDatum(group.config_round);
+	PromiseToDatums(&pa.reply, max_round, group.config_round, values, nulls);
 	tuple = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
 	SPI_finish();
 
@@ -141,20 +187,27 @@ paxos_request_prepare(PG_FUNCTION_ARGS)
 
 /*
  * paxos_request_accept (phase 2b): accept the value under this ballot
- * unless a higher ballot was promised since.
+ * unless a higher ballot was promised since.  With prepare_next_round, an
+ * acceptor that accepted also runs phase 1b of the next round for the same
+ * ballot, so that the proposer's next append can start at phase 2a; the
+ * accept and the promise are made durable by one commit.
  */
 Datum
 paxos_request_accept(PG_FUNCTION_ARGS)
 {
 	AcceptArgs	aa;
+	PrepareArgs pa;
 	char	   *group_id;
 	int64		round;
+	bool		prepare_next = !PG_ARGISNULL(8) && PG_GETARG_BOOL(8);
 	px_acceptor_state st;
 	TupleDesc	desc;
-	Datum		values[8];
-	bool		nulls[8] = {0};
+	Datum		values[ACCEPT_RESPONSE_COLUMNS];
+	bool		nulls[ACCEPT_RESPONSE_COLUMNS] = {0};
 	MemoryContext outer = CurrentMemoryContext;
 	HeapTuple	tuple;
+	GroupInfo	group;
+	int64		max_round = -1;
 
 	BallotFromArgs(fcinfo, &aa.ballot, &group_id, &round);
 	aa.value.id = PaxosTextArg(fcinfo, 4, "proposed_value_id");
@@ -163,7 +216,16 @@ paxos_request_accept(PG_FUNCTION_ARGS)
 		elog(ERROR, "pg_paxos: return type must be a row type");
 
 	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	LearnPiggybacked(fcinfo, 6, group_id, &aa.ballot);
 	RoundStoreStep(group_id, round, AcceptStep, &aa, &st);
+	prepare_next = prepare_next && aa.reply.accepted && round < PG_INT64_MAX;
+	if (prepare_next)
+	{
+		pa.ballot = aa.ballot;
+		RoundStoreStep(group_id, round + 1, PrepareStep, &pa, &st);
+		max_round = RoundStoreMaxRound(group_id, true);
+	}
 
 	MemoryContextSwitchTo(outer);
 	values[0] = BoolGetDatum(aa.reply.accepted);
@@ -175,6 +237,10 @@ paxos_request_accept(PG_FUNCTION_ARGS)
 	values[6] = Int64GetDatum(aa.reply.chosen_ballot.number);
 	nulls[6] = !aa.reply.decided;
 	values[7] = TextOrNull(aa.reply.decided ? aa.reply.chosen_ballot.proposer : NULL, &nulls[7]);
+	if (prepare_next)
+		PromiseToDatums(&pa.reply, max_round, group.config_round, &values[8], &nulls[8]);
+	else
+		memset(&nulls[8], true, sizeof(bool) * 10);
 	tuple = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
 	SPI_finish();
 

@@ -446,7 +446,6 @@ paxos_join_group(PG_FUNCTION_ARGS)
 	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
 	char	   *existing = PaxosTextArg(fcinfo, 1, "existing_connection_string");
 	char	   *own = PaxosTextArg(fcinfo, 2, "own_connection_string");
-	char	   *proposer_id;
 	char	   *value_id;
 	GroupInfo	group;
 	int64		round;
@@ -464,10 +463,9 @@ paxos_join_group(PG_FUNCTION_ARGS)
 	CheckConnstrReachesSelf(own, "own_connection_string");
 	CopyGroupFromPeer(group_id, existing, own);
 
-	proposer_id = psprintf("join/%s/%d", PaxosNodeId, MyProcPid);
 	value_id = psprintf(PAXOS_ADD_HOST_PREFIX "%016llx",
 						(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
-	round = PaxosAppendValue(group_id, proposer_id, value_id, own);
+	round = PaxosAppendValue(group_id, value_id, own);
 
 	/* learn everything up to the change, the change itself included */
 	PaxosLearnLog(group_id, round);
@@ -516,13 +514,11 @@ paxos_leave_group(PG_FUNCTION_ARGS)
 	if (list_length(hosts) > 1 || (list_length(hosts) == 1 &&
 								   strcmp(linitial(hosts), group.own_connection_string) != 0))
 	{
-		char	   *proposer_id = psprintf("leave/%s/%d", PaxosNodeId, MyProcPid);
 		char	   *value_id = psprintf(PAXOS_REMOVE_HOST_PREFIX "%016llx",
 										(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
 
 		/* returns once a majority of the remaining members knows the change */
-		(void) PaxosAppendValue(group_id, proposer_id, value_id,
-								group.own_connection_string);
+		(void) PaxosAppendValue(group_id, value_id, group.own_connection_string);
 	}
 	DeleteGroupLocally(group_id);
 	SPI_finish();

@@ -53,7 +53,7 @@ static bool OnDecidedRounds(void *arg, int host, PGresult *res, const char *erro
 static int64 LocalMaxRound(const char *group_id);
 static void ExecuteLogValue(const char *group_id, int64 round, const char *sql);
 
-/* LocalMaxRound is the highest round this node has a row for, or -1. */
+/* LocalMaxRound is the highest round with an accepted value here, or -1. */
 static int64
 LocalMaxRound(const char *group_id)
 {
@@ -62,7 +62,8 @@ LocalMaxRound(const char *group_id)
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
-	max_round = RoundStoreMaxRound(group_id, false);
+	/* a round only promised (prepared ahead) is still free to append to */
+	max_round = RoundStoreMaxRound(group_id, true);
 	SPI_finish();
 	return max_round;
 }
@@ -72,8 +73,7 @@ LocalMaxRound(const char *group_id)
  * it can be, and returns that round.
  */
 int64
-PaxosAppendValue(const char *group_id, const char *proposer_id,
-				 const char *value_id, const char *value)
+PaxosAppendValue(const char *group_id, const char *value_id, const char *value)
 {
 	int64		round = px_next_append_round(LocalMaxRound(group_id), -1);
 
@@ -81,7 +81,7 @@ PaxosAppendValue(const char *group_id, const char *proposer_id,
 	{
 		PaxosOutcome outcome;
 
-		PaxosRunRound(group_id, round, proposer_id, value_id, value, &outcome);
+		PaxosRunRound(group_id, round, value_id, value, &outcome);
 		if (!outcome.value_changed)
 			return round;
 		round = px_next_append_round(round, outcome.max_round);
@@ -240,7 +240,7 @@ PaxosLearnLog(const char *group_id, int64 max_round)
 			PaxosOutcome outcome;
 			px_value	value;
 
-			PaxosRunRound(group_id, missing[i], "pg_paxos:learner", NULL, NULL, &outcome);
+			PaxosRunRound(group_id, missing[i], NULL, NULL, &outcome);
 			value.id = outcome.value_id;
 			value.data = outcome.value;
 			SPI_connect();
@@ -377,8 +377,8 @@ paxos(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "pg_paxos: return type must be a row type");
 
-	PaxosRunRound(group_id, round, proposer_id,
-				  value ? PaxosUniqueValueId(proposer_id) : NULL, value, &outcome);
+	PaxosRunRound(group_id, round, value ? PaxosUniqueValueId(proposer_id) : NULL,
+				  value, &outcome);
 
 	values[0] = outcome.value ? CStringGetTextDatum(outcome.value) : (Datum) 0;
 	nulls[0] = outcome.value == NULL;
@@ -395,8 +395,7 @@ paxos_append(PG_FUNCTION_ARGS)
 	char	   *value = PaxosTextArg(fcinfo, 2, "proposed_value");
 
 	PaxosCheckProposerId(proposer_id);
-	PG_RETURN_INT64(PaxosAppendValue(group_id, proposer_id,
-									 PaxosUniqueValueId(proposer_id), value));
+	PG_RETURN_INT64(PaxosAppendValue(group_id, PaxosUniqueValueId(proposer_id), value));
 }
 
 /* paxos_max_group_round: see PaxosMaxGroupRound. */
@@ -454,7 +453,7 @@ paxos_apply_and_append(PG_FUNCTION_ARGS)
 
 		PaxosApplyLog(proposer_id, group_id, round);
 		round++;
-		PaxosRunRound(group_id, round, proposer_id, value_id, value, &outcome);
+		PaxosRunRound(group_id, round, value_id, value, &outcome);
 		if (!outcome.value_changed)
 			PG_RETURN_INT64(round);
 	}

@@ -228,13 +228,18 @@ PeerStatementSql(RpcKind kind)
 				text = psprintf("SELECT promised, proposer_id, min_proposal_num, value_id,"
 								" value, accepted_proposal_num, accepted_proposer_id,"
 								" consensus, max_round_num, config_round"
-								" FROM %s.paxos_request_prepare($1, $2, $3::bigint, $4::bigint)", s);
+								" FROM %s.paxos_request_prepare($1, $2, $3::bigint, $4::bigint,"
+								" $5::bigint, $6::bigint)", s);
 				break;
 			case RPC_ACCEPT:
 				text = psprintf("SELECT accepted, min_proposal_num, proposer_id,"
 								" consensus, value_id, value, accepted_proposal_num,"
-								" accepted_proposer_id FROM %s.paxos_request_accept($1, $2, $3::bigint,"
-								" $4::bigint, $5, $6)", s);
+								" accepted_proposer_id, next_promised, next_proposer_id,"
+								" next_min_proposal_num, next_value_id, next_value,"
+								" next_accepted_proposal_num, next_accepted_proposer_id,"
+								" next_consensus, max_round_num, config_round"
+								" FROM %s.paxos_request_accept($1, $2, $3::bigint,"
+								" $4::bigint, $5, $6, $7::bigint, $8::bigint, $9::boolean)", s);
 				break;
 			case RPC_CONFIRM:
 				text = psprintf("SELECT %s.paxos_confirm_consensus($1, $2, $3::bigint,"

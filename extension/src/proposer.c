@@ -4,28 +4,46 @@
  *    README describes it: phase 1a (prepare) and phase 2a (accept) sent to
  *    every member at once, the decisions taken by the core's px_proposer,
  *    retries with a higher ballot after a randomized backoff, and the chosen
- *    value sent to every learner.
+ *    value made known to the learners.
  *
- * The proposer keeps no state between calls: everything durable is in the
- * acceptors.  A round this node already knows as decided is answered
- * locally, without any network.
+ * Two things make an append cost one round trip and one WAL flush per
+ * acceptor instead of three round trips:
+ *
+ *  - Phase 1 of the next round travels with phase 2 of this one: the
+ *    accept request asks each acceptor to also promise round + 1 to the
+ *    same ballot.  If a majority promised, the backend's next append to the
+ *    group starts at phase 2a.  Every round still goes through both phases;
+ *    a promise kept across calls is as safe as any promise, at worst a
+ *    competitor preempts it and the proposer runs phase 1 again.
+ *  - The chosen round is learned through the next request this backend
+ *    sends to the group ("round r was chosen under ballot b": an acceptor
+ *    that accepted b in r marks r decided).  A round nobody is told about is
+ *    learned on demand: phase 1 finds it accepted by a majority.
+ *
+ * Ballots carry a proposer id unique to this backend, so the promise of a
+ * pipelined round belongs to no other process.  Everything durable lives in
+ * the acceptors; the proposer's own state is only an optimisation.
  */
 #include "pg_paxos.h"
 
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "storage/latch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
-#include "utils/wait_event.h"
 
 /* Backoff after a preemption: random, from 0.5 ms doubling up to 20 ms. */
 #define BACKOFF_BASE_US 500
 #define BACKOFF_MAX_US 20000
 
+/* Columns of prepare_response and of the next-round part of accept_response. */
+#define PROMISE_COLUMNS 10
+#define ACCEPT_COLUMNS 8
+
 typedef struct RoundCollector
 {
 	px_proposer *p;
+	px_proposer *next;			/* phase 1 of round + 1, or NULL */
 	px_status	status;
 	int64		round;
 	int64		config_round;	/* membership version this proposer uses */
@@ -38,72 +56,150 @@ typedef struct LearnCollector
 	int			acks;
 } LearnCollector;
 
-static char *CopyValue(PGresult *res, int col);
+/*
+ * What this backend carries from one call to the next, per the header
+ * comment; memory in ProposerContext.
+ */
+typedef struct ProposerCarry
+{
+	/* a round prepared ahead */
+	bool		has_next;
+	char	   *next_group;
+	int64		next_round;
+	int64		next_config;
+	px_proposer next;
+
+	/* a round chosen under our ballot, not yet made known */
+	bool		has_learn;
+	char	   *learn_group;
+	int64		learn_round;
+	int64		learn_number;
+} ProposerCarry;
+
+static MemoryContext ProposerContext = NULL;
+static ProposerCarry carry;
+static char *backend_proposer_id = NULL;
+
+static const char *BackendProposerId(void);
+static char *CopyField(PGresult *res, int col);
+static bool ParsePromise(PGresult *res, int first, px_promise *r, int64 *config_round);
+static bool FeedPromise(RoundCollector *rc, px_proposer *p, int host,
+						PGresult *res, int first);
 static bool OnPromise(void *arg, int host, PGresult *res, const char *error);
 static bool OnAccepted(void *arg, int host, PGresult *res, const char *error);
 static bool OnLearned(void *arg, int host, PGresult *res, const char *error);
 static void Backoff(int conflicts);
 static void NoMajority(const char *group_id, int64 round, int nhosts,
 					   const FanoutStats *stats) pg_attribute_noreturn();
+static void CarryNext(const char *group_id, int64 round, int64 config_round,
+					  const px_proposer *next);
+static void CarryLearn(const char *group_id, int64 round, int64 number);
+static char *CarryString(const char *s);
 
-/* CopyValue returns a palloc'd copy of a result field, NULL for SQL NULL. */
+/*
+ * BackendProposerId is the proposer part of every ballot this backend
+ * makes: node id, pid and 32 random bits, unique in the cluster.
+ */
+static const char *
+BackendProposerId(void)
+{
+	if (backend_proposer_id == NULL)
+		backend_proposer_id =
+			MemoryContextStrdup(TopMemoryContext,
+								psprintf("%s/%d/%08x",
+										 PaxosNodeId[0] ? PaxosNodeId : "node",
+										 MyProcPid,
+										 (unsigned) pg_prng_uint32(&pg_global_prng_state)));
+	return backend_proposer_id;
+}
+
+/* CopyField returns a palloc'd copy of a result field, NULL for SQL NULL. */
 static char *
-CopyValue(PGresult *res, int col)
+CopyField(PGresult *res, int col)
 {
 	return PQgetisnull(res, 0, col) ? NULL : pstrdup(PQgetvalue(res, 0, col));
 }
 
 /*
- * OnPromise feeds one phase-1b answer to the core.  An acceptor that knows
- * a membership change this proposer does not, and that applies to this
- * round, stops the attempt: the proposer must learn it first, or it could
- * count a majority of a membership that no longer exists.
+ * ParsePromise reads a phase-1b answer from columns first .. first + 9 of
+ * res (the layout of prepare_response).  false if there is none (the
+ * acceptor did not handle the pipelined prepare).
  */
 static bool
-OnPromise(void *arg, int host, PGresult *res, const char *error)
+ParsePromise(PGresult *res, int first, px_promise *r, int64 *config_round)
 {
-	RoundCollector *rc = (RoundCollector *) arg;
+	memset(r, 0, sizeof(*r));
+	if (PQgetisnull(res, 0, first))
+		return false;
+	r->promised = strcmp(PQgetvalue(res, 0, first), "t") == 0;
+	px_ballot_set(&r->promised_ballot, strtoi64(PQgetvalue(res, 0, first + 2), NULL, 10),
+				  PQgetvalue(res, 0, first + 1));
+	r->has_accepted = !PQgetisnull(res, 0, first + 5);
+	if (r->has_accepted)
+	{
+		px_ballot_set(&r->accepted, strtoi64(PQgetvalue(res, 0, first + 5), NULL, 10),
+					  PQgetvalue(res, 0, first + 6));
+		r->value.id = CopyField(res, first + 3);
+		r->value.data = CopyField(res, first + 4);
+	}
+	else
+		r->accepted.number = -1;
+	r->decided = strcmp(PQgetvalue(res, 0, first + 7), "t") == 0;
+	r->max_round = strtoi64(PQgetvalue(res, 0, first + 8), NULL, 10);
+	*config_round = strtoi64(PQgetvalue(res, 0, first + 9), NULL, 10);
+	return true;
+}
+
+/*
+ * FeedPromise gives a phase-1b answer to proposer p.  An acceptor that knows
+ * a membership change this proposer does not, and that applies to the
+ * round, stops the attempt: the proposer must learn it first, or it could
+ * count a majority of a membership that no longer exists.  Returns true
+ * when the caller has heard enough.
+ */
+static bool
+FeedPromise(RoundCollector *rc, px_proposer *p, int host, PGresult *res, int first)
+{
 	px_promise	r;
 	int64		config_round;
 
-	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 10)
-		return false;			/* a failure is no refusal: wait for others */
-
-	memset(&r, 0, sizeof(r));
-	r.promised = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	px_ballot_set(&r.promised_ballot, strtoi64(PQgetvalue(res, 0, 2), NULL, 10),
-				  PQgetvalue(res, 0, 1));
-	r.has_accepted = !PQgetisnull(res, 0, 5);
-	if (r.has_accepted)
-	{
-		px_ballot_set(&r.accepted, strtoi64(PQgetvalue(res, 0, 5), NULL, 10),
-					  PQgetvalue(res, 0, 6));
-		r.value.id = CopyValue(res, 3);
-		r.value.data = CopyValue(res, 4);
-	}
-	else
-		r.accepted.number = -1;
-	r.decided = strcmp(PQgetvalue(res, 0, 7), "t") == 0;
-	r.max_round = strtoi64(PQgetvalue(res, 0, 8), NULL, 10);
-	config_round = strtoi64(PQgetvalue(res, 0, 9), NULL, 10);
-
+	if (!ParsePromise(res, first, &r, &config_round))
+		return false;
 	if (config_round > rc->config_round && config_round < rc->round && !r.decided)
 	{
 		rc->newer_config = Max(rc->newer_config, config_round);
 		return true;
 	}
-	rc->status = px_proposer_on_promise(rc->p, host, &r);
-	return rc->status != PX_WAIT;
+	return px_proposer_on_promise(p, host, &r) != PX_WAIT;
 }
 
-/* OnAccepted feeds one phase-2b answer to the core. */
+/* OnPromise feeds one phase-1b answer to the core. */
+static bool
+OnPromise(void *arg, int host, PGresult *res, const char *error)
+{
+	RoundCollector *rc = (RoundCollector *) arg;
+	bool		enough;
+
+	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != PROMISE_COLUMNS)
+		return false;			/* a failure is no refusal: wait for others */
+	enough = FeedPromise(rc, rc->p, host, res, 0);
+	if (rc->newer_config < 0)
+		rc->status = px_proposer_on_promise(rc->p, -1, NULL);
+	return enough;
+}
+
+/*
+ * OnAccepted feeds one phase-2b answer to the core, and the promise for the
+ * next round that came with it to the next round's proposer.
+ */
 static bool
 OnAccepted(void *arg, int host, PGresult *res, const char *error)
 {
 	RoundCollector *rc = (RoundCollector *) arg;
 	px_accepted r;
 
-	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 8)
+	if (res == NULL || PQntuples(res) != 1 ||
+		PQnfields(res) != ACCEPT_COLUMNS + PROMISE_COLUMNS)
 		return false;
 	memset(&r, 0, sizeof(r));
 	r.accepted = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
@@ -112,19 +208,28 @@ OnAccepted(void *arg, int host, PGresult *res, const char *error)
 	r.decided = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
 	if (r.decided)
 	{
-		r.value.id = CopyValue(res, 4);
-		r.value.data = CopyValue(res, 5);
+		r.value.id = CopyField(res, 4);
+		r.value.data = CopyField(res, 5);
 		px_ballot_set(&r.chosen_ballot, strtoi64(PQgetvalue(res, 0, 6), NULL, 10),
 					  PQgetvalue(res, 0, 7));
+	}
+	if (rc->next != NULL)
+	{
+		int64		saved = rc->round;
+
+		/* the promise is for round + 1: a membership change at round counts */
+		rc->round = saved + 1;
+		(void) FeedPromise(rc, rc->next, host, res, ACCEPT_COLUMNS);
+		rc->round = saved;
+		rc->newer_config = -1;	/* only the next round is affected: drop it */
 	}
 	rc->status = px_proposer_on_accepted(rc->p, host, &r);
 	return rc->status != PX_WAIT;
 }
 
 /*
- * OnLearned counts learners that recorded the chosen value.  An ordinary
- * entry waits for none: learners that miss it catch up from the acceptors.
- * A membership change waits for a majority, which the next change relies on.
+ * OnLearned counts learners that recorded the chosen value.  A membership
+ * change waits for a majority, which the next change relies on.
  */
 static bool
 OnLearned(void *arg, int host, PGresult *res, const char *error)
@@ -163,6 +268,46 @@ NoMajority(const char *group_id, int64 round, int nhosts, const FanoutStats *sta
 					 PaxosRpcTimeoutMs)));
 }
 
+/* CarryString copies a string into ProposerContext. */
+static char *
+CarryString(const char *s)
+{
+	return s ? MemoryContextStrdup(ProposerContext, s) : NULL;
+}
+
+/*
+ * CarryNext keeps a round prepared ahead, with the strings its proposer
+ * points to copied, for the next call.
+ */
+static void
+CarryNext(const char *group_id, int64 round, int64 config_round,
+		  const px_proposer *next)
+{
+	if (ProposerContext == NULL)
+		ProposerContext = AllocSetContextCreate(TopMemoryContext, "pg_paxos proposer",
+												ALLOCSET_SMALL_SIZES);
+	carry.has_next = true;
+	carry.next_group = CarryString(group_id);
+	carry.next_round = round;
+	carry.next_config = config_round;
+	carry.next = *next;
+	carry.next.proposal.id = CarryString(next->proposal.id);
+	carry.next.proposal.data = CarryString(next->proposal.data);
+}
+
+/* CarryLearn remembers a round chosen under our ballot, to tell learners. */
+static void
+CarryLearn(const char *group_id, int64 round, int64 number)
+{
+	if (ProposerContext == NULL)
+		ProposerContext = AllocSetContextCreate(TopMemoryContext, "pg_paxos proposer",
+												ALLOCSET_SMALL_SIZES);
+	carry.has_learn = true;
+	carry.learn_group = CarryString(group_id);
+	carry.learn_round = round;
+	carry.learn_number = number;
+}
+
 /* PaxosPeersFor maps connection strings to cached peer connections. */
 PeerConnection **
 PaxosPeersFor(List *connstrs, int *npeers)
@@ -177,22 +322,6 @@ PaxosPeersFor(List *connstrs, int *npeers)
 	return peers;
 }
 
-/* PaxosLocalHostIndex is the position of this node among connstrs, or -1. */
-int
-PaxosLocalHostIndex(List *connstrs, const char *own)
-{
-	ListCell   *lc;
-	int			i = 0;
-
-	foreach(lc, connstrs)
-	{
-		if (strcmp((char *) lfirst(lc), own) == 0)
-			return i;
-		i++;
-	}
-	return -1;
-}
-
 /*
  * PaxosRunRound runs Paxos on one round until a value is chosen there, and
  * says which.  value_id/value is what this proposer would like chosen; a
@@ -200,19 +329,32 @@ PaxosLocalHostIndex(List *connstrs, const char *own)
  * an error when no majority answers, or after pg_paxos.paxos_timeout.
  */
 void
-PaxosRunRound(const char *group_id, int64 round, const char *proposer_id,
-			  const char *value_id, const char *value, PaxosOutcome *outcome)
+PaxosRunRound(const char *group_id, int64 round, const char *value_id,
+			  const char *value, PaxosOutcome *outcome)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   PaxosTimeoutMs);
+	const char *proposer_id = BackendProposerId();
 	px_acceptor_state local;
 	GroupInfo	group;
 	List	   *hosts;
 	px_proposer p;
+	px_proposer next;
 	px_value	own;
 	int			conflicts = 0;
 	int64		number = 0;
+	int			npeers;
+	PeerConnection **peers;
+	char		round_str[32];
+	char		number_str[32];
+	char		learned_round_str[32];
+	char		learned_number_str[32];
+	const char *params[9];
+	RoundCollector rc;
+	FanoutStats stats;
+	LearnCollector lcol;
+	bool		skip_phase1;
 
 	own.id = value_id ? value_id : psprintf(PAXOS_INTERNAL_PREFIX "noop:%016llx",
 											(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
@@ -234,7 +376,6 @@ restart:
 		return;
 	}
 	MemoryContextSwitchTo(outer);
-	group.own_connection_string = pstrdup(group.own_connection_string);
 	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, round));
 	SPI_finish();
 
@@ -243,48 +384,69 @@ restart:
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("paxos group \"%s\" has no members in round " INT64_FORMAT,
 						group_id, round)));
+	peers = PaxosPeersFor(hosts, &npeers);
+	if (px_proposer_start(&p, npeers, proposer_id, number, own) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("paxos group \"%s\" has too many members (%d, at most %d)",
+						group_id, npeers, PX_MAX_HOSTS)));
 
+	/* a round prepared ahead by the previous call: start at phase 2a */
+	skip_phase1 = carry.has_next && carry.next_round == round &&
+		carry.next_config == group.config_round && carry.next.n_hosts == npeers &&
+		strcmp(carry.next_group, group_id) == 0 &&
+		px_proposer_on_promise(&carry.next, -1, NULL) == PX_PROMISED &&
+		!carry.next.adopted;
+	if (skip_phase1)
 	{
-		int			npeers;
-		PeerConnection **peers = PaxosPeersFor(hosts, &npeers);
-		char		round_str[32];
-		char		number_str[32];
-		const char *params[6];
-		RoundCollector rc;
-		FanoutStats stats;
-		LearnCollector lcol;
-		px_ballot	chosen_ballot;
+		p = carry.next;
+		p.own = own;
+		p.proposal = own;
+	}
+	carry.has_next = false;
 
-		if (px_proposer_start(&p, npeers, proposer_id, number, own) != 0)
+	/* a round chosen by the previous call is made known with this one */
+	params[4] = params[5] = NULL;
+	if (carry.has_learn && strcmp(carry.learn_group, group_id) == 0)
+	{
+		snprintf(learned_round_str, sizeof(learned_round_str), INT64_FORMAT, carry.learn_round);
+		snprintf(learned_number_str, sizeof(learned_number_str), INT64_FORMAT, carry.learn_number);
+		params[4] = learned_round_str;
+		params[5] = learned_number_str;
+	}
+	carry.has_learn = false;
+	if (ProposerContext != NULL)
+		MemoryContextReset(ProposerContext);
+
+	snprintf(round_str, sizeof(round_str), INT64_FORMAT, round);
+	params[0] = proposer_id;
+	params[1] = group_id;
+	params[2] = round_str;
+	params[3] = number_str;
+	rc.round = round;
+	rc.config_round = group.config_round;
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (GetCurrentTimestamp() > deadline)
 			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("paxos group \"%s\" has too many members (%d, at most %d)",
-							group_id, npeers, PX_MAX_HOSTS)));
-		snprintf(round_str, sizeof(round_str), INT64_FORMAT, round);
-		params[0] = proposer_id;
-		params[1] = group_id;
-		params[2] = round_str;
-		params[3] = number_str;
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("no value was chosen in round " INT64_FORMAT " of paxos group \"%s\" within %d ms",
+							round, group_id, PaxosTimeoutMs),
+					 errhint("Other proposers kept preempting this one; retry, or raise pg_paxos.paxos_timeout.")));
+		snprintf(number_str, sizeof(number_str), INT64_FORMAT, p.ballot.number);
+		rc.p = &p;
+		rc.next = NULL;
+		rc.newer_config = -1;
 
-		for (;;)
+		if (!skip_phase1)
 		{
-			CHECK_FOR_INTERRUPTS();
-			if (GetCurrentTimestamp() > deadline)
-				ereport(ERROR,
-						(errcode(ERRCODE_QUERY_CANCELED),
-						 errmsg("no value was chosen in round " INT64_FORMAT " of paxos group \"%s\" within %d ms",
-								round, group_id, PaxosTimeoutMs),
-						 errhint("Other proposers kept preempting this one; retry, or raise pg_paxos.paxos_timeout.")));
-
 			/* phase 1a: prepare */
-			snprintf(number_str, sizeof(number_str), INT64_FORMAT, p.ballot.number);
-			rc.p = &p;
 			rc.status = PX_WAIT;
-			rc.round = round;
-			rc.config_round = group.config_round;
-			rc.newer_config = -1;
-			FanoutCall(peers, npeers, RPC_PREPARE, params, 4, PaxosRpcTimeoutMs,
+			FanoutCall(peers, npeers, RPC_PREPARE, params, 6, PaxosRpcTimeoutMs,
 					   OnPromise, &rc, &stats);
+			params[4] = params[5] = NULL;	/* learned: sent once */
 			outcome->max_round = Max(outcome->max_round, p.max_round);
 			if (rc.newer_config >= 0)
 			{
@@ -303,27 +465,49 @@ restart:
 				px_proposer_retry(&p);
 				continue;
 			}
-
-			/* phase 2a: accept */
-			px_proposer_begin_accept(&p);
-			params[4] = p.proposal.id;
-			params[5] = p.proposal.data;
-			rc.status = PX_WAIT;
-			FanoutCall(peers, npeers, RPC_ACCEPT, params, 6, PaxosRpcTimeoutMs,
-					   OnAccepted, &rc, &stats);
-			if (rc.status == PX_CHOSEN)
-				break;
-			if (rc.status == PX_WAIT)
-				NoMajority(group_id, round, npeers, &stats);
-			Backoff(++conflicts);
-			px_proposer_retry(&p);
 		}
+		skip_phase1 = false;
+		px_proposer_begin_accept(&p);
 
-		chosen_ballot = p.chosen_ballot;
+		/* phase 2a: accept, with phase 1a of the next round */
+		px_proposer_start(&next, npeers, proposer_id, p.ballot.number,
+						  (px_value) {NULL, NULL});
+		rc.next = &next;
+		params[6] = p.proposal.id;
+		params[7] = p.proposal.data;
+		params[8] = "true";
+		{
+			/* accept takes learned_* after the value: reorder the params */
+			const char *accept_params[9] = {params[0], params[1], params[2], params[3],
+			params[6], params[7], params[4], params[5], params[8]};
 
-		/* learn: tell every member; wait only when membership changes */
-		snprintf(number_str, sizeof(number_str), INT64_FORMAT, chosen_ballot.number);
-		params[0] = chosen_ballot.proposer;
+			rc.status = PX_WAIT;
+			FanoutCall(peers, npeers, RPC_ACCEPT, accept_params, 9, PaxosRpcTimeoutMs,
+					   OnAccepted, &rc, &stats);
+		}
+		params[4] = params[5] = NULL;
+		if (rc.status == PX_CHOSEN)
+			break;
+		if (rc.status == PX_WAIT)
+			NoMajority(group_id, round, npeers, &stats);
+		Backoff(++conflicts);
+		px_proposer_retry(&p);
+	}
+
+	outcome->value_id = p.proposal.id ? pstrdup(p.proposal.id) : NULL;
+	outcome->value = p.proposal.data ? pstrdup(p.proposal.data) : NULL;
+	outcome->ballot = p.chosen_ballot;
+	outcome->value_changed = px_proposer_value_changed(&p);
+
+	if (rc.next != NULL && px_proposer_on_promise(&next, -1, NULL) == PX_PROMISED)
+		CarryNext(group_id, round + 1, group.config_round, &next);
+
+	if (MembershipIsChange(p.proposal) ||
+		strcmp(p.chosen_ballot.proposer, proposer_id) != 0)
+	{
+		/* learn now: tell every member; a membership change needs a majority */
+		snprintf(number_str, sizeof(number_str), INT64_FORMAT, p.chosen_ballot.number);
+		params[0] = p.chosen_ballot.proposer;
 		params[4] = p.proposal.id;
 		params[5] = p.proposal.data;
 		lcol.needed = MembershipIsChange(p.proposal) ? p.quorum : 0;
@@ -332,10 +516,7 @@ restart:
 				   lcol.needed > 0 ? OnLearned : NULL, &lcol, &stats);
 		if (lcol.acks < lcol.needed)
 			NoMajority(group_id, round, npeers, &stats);
-
-		outcome->value_id = p.proposal.id ? pstrdup(p.proposal.id) : NULL;
-		outcome->value = p.proposal.data ? pstrdup(p.proposal.data) : NULL;
-		outcome->ballot = chosen_ballot;
-		outcome->value_changed = px_proposer_value_changed(&p);
 	}
+	else
+		CarryLearn(group_id, round, p.chosen_ballot.number);
 }
