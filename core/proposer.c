@@ -163,7 +163,11 @@ px_proposer_on_promise(px_proposer *p, int host, const px_promise *r)
 
 	/*
 	 * Stale answers: a promise is for our ballot only; a refusal to our
-	 * ballot reports a promise at least as high (the rule is strict).
+	 * ballot reports a promise at least as high (the rule is strict).  A
+	 * refusal that reports our own ballot stays a refusal: the promise may
+	 * have gone to an earlier process of ours that used the same ballot
+	 * before a crash, and counting it twice could let two processes both
+	 * reach phase 2 with one ballot and different values.
 	 */
 	if (r->promised && px_ballot_cmp(&r->promised_ballot, &p->ballot) != 0)
 		return phase_status(p);

@@ -60,8 +60,9 @@ sim_random_config(sim_config *cfg, int n_nodes, uint64_t seed)
 	r.state = seed ^ UINT64_C(0x5DEECE66D);
 	sim_default_config(cfg, n_nodes);
 	cfg->min_values = 1;
-	cfg->max_values = n_nodes <= 3 ? 5 : 4;
-	cfg->fault_end = sim_rand_range(&r, 50000, 500000);
+	cfg->max_values = n_nodes <= 3 ? 8 : 6;
+	cfg->fault_end = sim_rand_range(&r, 50000, 800000);
+	cfg->burst_pm = (int) sim_rand_range(&r, 0, 1000);
 	cfg->loss_pm = (int) sim_rand_range(&r, 0, 300);
 	cfg->dup_pm = (int) sim_rand_range(&r, 0, 200);
 	cfg->slow_pm = (int) sim_rand_range(&r, 0, 150);
@@ -99,6 +100,7 @@ sim_init(sim *s, const sim_config *cfg, uint64_t seed)
 	s->failure[0] = '\0';
 	s->sent = s->dropped = s->crashes = s->partitions = 0;
 	s->chosen_values = s->noops = 0;
+	s->preemptions = s->timeouts = 0;
 
 	sim_net_init(s);
 	s->loss_pm = cfg->loss_pm;
@@ -118,6 +120,8 @@ sim_init(sim *s, const sim_config *cfg, uint64_t seed)
 			s->value_round[i][k] = -1;
 		s->restart_at[i] = -1;
 	}
+	for (i = 0; i < 4; i++)
+		s->bursts[i] = sim_rand_range(&s->rng, 0, cfg->fault_end);
 	for (i = 0; i < s->n; i++)
 		sim_node_init(s, i);
 	s->next_fault_at = (cfg->crashes || cfg->partitions || cfg->loss_pm ||

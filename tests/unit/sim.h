@@ -44,7 +44,7 @@
 #define SIM_GAP_DELAY		10000	/* a hole waits this long for a learn */
 
 /* After the faults stop, the run must converge within this many steps. */
-#define SIM_LIVENESS_STEPS	60000
+#define SIM_LIVENESS_STEPS	20000
 
 typedef struct sim_rng
 {
@@ -161,6 +161,7 @@ typedef struct sim_config
 	int			slow_pm;		/* delayed up to SIM_SLOW_MAX */
 	int64_t		fault_gap_min;	/* time between fault events */
 	int64_t		fault_gap_max;
+	int			burst_pm;		/* values submitted at a common burst time */
 	bool		crashes;
 	bool		partitions;
 } sim_config;
@@ -195,6 +196,7 @@ typedef struct sim
 	int64_t		partition_end;
 	int64_t		restart_at[SIM_MAX_NODES];
 	int64_t		next_fault_at;
+	int64_t		bursts[4];		/* instants when many clients submit */
 
 	/* oracle */
 	sim_round_oracle oracle[SIM_MAX_ROUNDS];
@@ -218,6 +220,8 @@ typedef struct sim
 	uint64_t	partitions;
 	uint64_t	chosen_values;
 	uint64_t	noops;
+	uint64_t	preemptions;	/* PX_PREEMPTED answers */
+	uint64_t	timeouts;		/* phases that got no quorum in time */
 } sim;
 
 /* sim.c */

@@ -45,7 +45,8 @@ static bool round_ok(sim *s, int64_t round);
 /*
  * sim_node_init creates a node that never ran: empty durable state, a
  * client with its values (data "n<i>:<k>", id the node's name, which is
- * also its proposer id), submitted at times drawn over the fault period.
+ * also its proposer id), submitted at times drawn over the fault period,
+ * some at burst instants shared by all clients so that proposers duel.
  */
 void
 sim_node_init(sim *s, int idx)
@@ -69,7 +70,11 @@ sim_node_init(sim *s, int idx)
 		snprintf(buf, sizeof(buf), "n%d:%d", idx, k);
 		nd->values[k].id = sim_intern(s, nd->name);
 		nd->values[k].data = sim_intern(s, buf);
-		nd->avail_at[k] = sim_rand_range(&s->rng, 0, s->cfg.fault_end);
+		if (sim_chance(&s->rng, s->cfg.burst_pm))
+			nd->avail_at[k] = s->bursts[sim_rand(&s->rng) % 4] +
+				sim_rand_range(&s->rng, 0, SIM_DELAY_MAX);
+		else
+			nd->avail_at[k] = sim_rand_range(&s->rng, 0, s->cfg.fault_end);
 		nd->abandoned[k] = false;
 		nd->acked_round[k] = -1;
 	}
@@ -494,6 +499,7 @@ on_status(sim *s, sim_node *nd, px_status st)
 			on_chosen(s, nd);
 			break;
 		case PX_PREEMPTED:
+			s->preemptions++;
 			backoff(s, nd);
 			break;
 	}
@@ -570,6 +576,7 @@ sim_node_timer(sim *s, int idx)
 		case SIM_PHASE1:
 		case SIM_PHASE2:
 			sim_trace(s, "%s: round %lld timed out", nd->name, (long long) nd->round);
+			s->timeouts++;
 			backoff(s, nd);
 			break;
 		case SIM_BACKOFF:

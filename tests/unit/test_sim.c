@@ -9,8 +9,8 @@
  *   PX_SEED=<n>    run only seed n (in each random test, or PX_NODES's)
  *   PX_NODES=3|5   with PX_SEED: only that cluster size
  *   PX_TRACE=1     with PX_SEED: print every event of the run
- *   PX_SEEDS=<n>   seeds per random test (default: 2000 for 3 nodes,
- *                  1000 for 5), e.g. for a longer soak
+ *   PX_SEEDS=<n>   seeds per random test (default: 10000 for 3 nodes,
+ *                  5000 for 5), e.g. PX_SEEDS=100000 for a soak
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -290,6 +290,9 @@ random_seeds(sim *s, int n, uint64_t first, uint64_t count)
 	uint64_t	crashes = 0;
 	uint64_t	partitions = 0;
 	uint64_t	noops = 0;
+	uint64_t	preemptions = 0;
+	uint64_t	timeouts = 0;
+	uint64_t	worst = 0;
 
 	if (one != NULL && *one != '\0')
 	{
@@ -319,25 +322,33 @@ random_seeds(sim *s, int n, uint64_t first, uint64_t count)
 		crashes += s->crashes;
 		partitions += s->partitions;
 		noops += s->noops;
+		preemptions += s->preemptions;
+		timeouts += s->timeouts;
+		if (s->steps - s->heal_step > worst)
+			worst = s->steps - s->heal_step;
 	}
-	print_message("%d nodes: %llu seeds from %llu, %llu steps, %llu values "
-				  "chosen, %llu crashes, %llu partitions, %llu no-op proposals\n",
+	print_message("%d nodes: %llu seeds from %llu: %llu steps, %llu values "
+				  "chosen, %llu no-ops proposed, %llu preemptions, %llu timeouts, "
+				  "%llu crashes, %llu partitions; converged at most %llu steps "
+				  "after the faults (limit %d)\n",
 				  n, (unsigned long long) count, (unsigned long long) first,
 				  (unsigned long long) steps, (unsigned long long) chosen,
-				  (unsigned long long) crashes, (unsigned long long) partitions,
-				  (unsigned long long) noops);
+				  (unsigned long long) noops, (unsigned long long) preemptions,
+				  (unsigned long long) timeouts, (unsigned long long) crashes,
+				  (unsigned long long) partitions, (unsigned long long) worst,
+				  SIM_LIVENESS_STEPS);
 }
 
 static void
 test_random_seeds_3_nodes(void **state)
 {
-	random_seeds(*state, 3, 1, 2000);
+	random_seeds(*state, 3, 1, 10000);
 }
 
 static void
 test_random_seeds_5_nodes(void **state)
 {
-	random_seeds(*state, 5, 1000001, 1000);
+	random_seeds(*state, 5, 1000001, 5000);
 }
 
 int
