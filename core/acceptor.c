@@ -78,7 +78,7 @@ fill_promise(const px_acceptor_state *st, bool promised, px_promise *out)
 bool
 px_acceptor_prepare(px_acceptor_state *st, const px_ballot *b, px_promise *out)
 {
-	bool		promise;
+	bool promise;
 
 	if (st->decided)
 	{
@@ -105,7 +105,7 @@ bool
 px_acceptor_accept(px_acceptor_state *st, const px_ballot *b, px_value v,
 				   px_accepted *out)
 {
-	bool		changed = false;
+	bool changed = false;
 
 	memset(out, 0, sizeof(*out));
 
@@ -121,10 +121,9 @@ px_acceptor_accept(px_acceptor_state *st, const px_ballot *b, px_value v,
 
 	if (ballot_valid(b) && px_ballot_cmp(b, &st->promised) >= 0)
 	{
-		changed = px_ballot_cmp(b, &st->promised) != 0 ||
-			!st->has_accepted ||
-			px_ballot_cmp(b, &st->accepted) != 0 ||
-			!px_value_equal(v, st->value);
+		changed = px_ballot_cmp(b, &st->promised) != 0 || !st->has_accepted ||
+				  px_ballot_cmp(b, &st->accepted) != 0 ||
+				  !px_value_equal(v, st->value);
 		st->promised = *b;
 		st->has_accepted = true;
 		st->accepted = *b;

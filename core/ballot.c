@@ -36,7 +36,7 @@ px_ballot_cmp(const px_ballot *a, const px_ballot *b)
 int
 px_ballot_set(px_ballot *b, int64_t number, const char *proposer)
 {
-	size_t		len;
+	size_t len;
 
 	if (proposer == NULL)
 		return -1;

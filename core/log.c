@@ -32,8 +32,8 @@ static void advance_learn_next(px_log *log);
 int64_t
 px_next_append_round(int64_t local_max_round, int64_t reported_max_round)
 {
-	int64_t		max = local_max_round > reported_max_round ?
-		local_max_round : reported_max_round;
+	int64_t max = local_max_round > reported_max_round ? local_max_round
+													   : reported_max_round;
 
 	if (max < -1)
 		max = -1;
@@ -50,7 +50,7 @@ px_next_append_round(int64_t local_max_round, int64_t reported_max_round)
 int64_t
 px_backoff_us(int conflicts, uint64_t random, int64_t base_us, int64_t max_us)
 {
-	int64_t		limit;
+	int64_t limit;
 
 	if (base_us <= 0 || max_us <= 0)
 		return 0;
@@ -74,7 +74,7 @@ in_window(const px_log *log, int64_t round)
 static bool
 bit_get(const px_log *log, int64_t round)
 {
-	int64_t		i = round % log->window;
+	int64_t i = round % log->window;
 
 	return (log->bits[i / 8] >> (i % 8)) & 1;
 }
@@ -83,7 +83,7 @@ bit_get(const px_log *log, int64_t round)
 static void
 bit_put(px_log *log, int64_t round, bool on)
 {
-	int64_t		i = round % log->window;
+	int64_t i = round % log->window;
 
 	if (on)
 		log->bits[i / 8] |= (uint8_t) (1u << (i % 8));
@@ -199,7 +199,7 @@ px_log_mark_applied(px_log *log, int64_t round)
 int64_t
 px_log_next_noop_round(const px_log *log, int64_t from)
 {
-	int64_t		r = from > log->learn_next ? from : log->learn_next;
+	int64_t r = from > log->learn_next ? from : log->learn_next;
 
 	for (; r <= log->max_known && in_window(log, r); r++)
 	{
@@ -223,7 +223,7 @@ px_log_next_append_round(const px_log *log, int64_t reported_max_round)
 int
 px_log_compact(px_log *log, int64_t round)
 {
-	int64_t		r;
+	int64_t r;
 
 	if (round > log->apply_next)
 		return PX_LOG_EORDER;
@@ -242,8 +242,8 @@ px_log_compact(px_log *log, int64_t round)
 int64_t
 px_log_truncation_point(const int64_t *apply_next, int n_members)
 {
-	int64_t		min;
-	int			i;
+	int64_t min;
+	int i;
 
 	if (apply_next == NULL || n_members < 1)
 		return -1;

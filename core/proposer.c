@@ -127,6 +127,17 @@ phase_status(const px_proposer *p)
 }
 
 /*
+ * px_proposer_status lets a caller that collects answers elsewhere (or
+ * stops at a timeout) ask where the attempt stands: a timeout with
+ * PX_WAIT means no majority answered at all.
+ */
+px_status
+px_proposer_status(const px_proposer *p)
+{
+	return phase_status(p);
+}
+
+/*
  * px_proposer_on_promise counts a phase-1b answer.  A decided answer ends
  * the attempt whatever the phase.  Otherwise, until a quorum promised, the
  * value of the highest accepted ballot among promises becomes the proposal
@@ -138,11 +149,11 @@ phase_status(const px_proposer *p)
 px_status
 px_proposer_on_promise(px_proposer *p, int host, const px_promise *r)
 {
-	uint64_t	bit;
+	uint64_t bit;
 
 	if (p->chosen)
 		return PX_CHOSEN;
-	if (!host_valid(p, host))
+	if (!host_valid(p, host) || r == NULL)
 		return phase_status(p);
 
 	note_number(p, r->promised_ballot.number);
@@ -183,7 +194,8 @@ px_proposer_on_promise(px_proposer *p, int host, const px_promise *r)
 
 	if (r->has_accepted)
 	{
-		int			cmp = p->adopted ? px_ballot_cmp(&r->accepted, &p->adopted_ballot) : 1;
+		int cmp =
+			p->adopted ? px_ballot_cmp(&r->accepted, &p->adopted_ballot) : 1;
 
 		if (cmp > 0 && p->acks < p->quorum)
 		{
@@ -224,11 +236,11 @@ px_proposer_begin_accept(px_proposer *p)
 px_status
 px_proposer_on_accepted(px_proposer *p, int host, const px_accepted *r)
 {
-	uint64_t	bit;
+	uint64_t bit;
 
 	if (p->chosen)
 		return PX_CHOSEN;
-	if (!host_valid(p, host))
+	if (!host_valid(p, host) || r == NULL)
 		return phase_status(p);
 
 	note_number(p, r->promised_ballot.number);
@@ -267,7 +279,7 @@ px_proposer_on_accepted(px_proposer *p, int host, const px_accepted *r)
 void
 px_proposer_retry(px_proposer *p)
 {
-	int64_t		next = p->highest_number;
+	int64_t next = p->highest_number;
 
 	if (p->ballot.number > next)
 		next = p->ballot.number;

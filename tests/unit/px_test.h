@@ -14,7 +14,7 @@
 static inline px_ballot
 B(int64_t number, const char *proposer)
 {
-	px_ballot	b;
+	px_ballot b;
 
 	assert_int_equal(px_ballot_set(&b, number, proposer), 0);
 	return b;
@@ -24,7 +24,7 @@ B(int64_t number, const char *proposer)
 static inline px_value
 V(const char *id, const char *data)
 {
-	px_value	v;
+	px_value v;
 
 	v.id = id;
 	v.data = data;
@@ -32,16 +32,18 @@ V(const char *id, const char *data)
 }
 
 /* assert_ballot checks a ballot's number and proposer. */
-#define assert_ballot(b, n, id) \
-	do { \
-		assert_int_equal((b).number, (n)); \
-		assert_string_equal((b).proposer, (id)); \
+#define assert_ballot(b, n, id)                                               \
+	do                                                                        \
+	{                                                                         \
+		assert_int_equal((b).number, (n));                                    \
+		assert_string_equal((b).proposer, (id));                              \
 	} while (0)
 
 /* assert_value checks a value's id and data (data may be NULL). */
-#define assert_value(v, id_, data_) \
-	do { \
-		assert_true(px_value_equal((v), V((id_), (data_)))); \
+#define assert_value(v, id_, data_)                                           \
+	do                                                                        \
+	{                                                                         \
+		assert_true(px_value_equal((v), V((id_), (data_))));                  \
 	} while (0)
 
-#endif							/* PX_TEST_H */
+#endif /* PX_TEST_H */

@@ -55,7 +55,7 @@ sim_default_config(sim_config *cfg, int n_nodes)
 void
 sim_random_config(sim_config *cfg, int n_nodes, uint64_t seed)
 {
-	sim_rng		r;
+	sim_rng r;
 
 	r.state = seed ^ UINT64_C(0x5DEECE66D);
 	sim_default_config(cfg, n_nodes);
@@ -80,9 +80,9 @@ sim_random_config(sim_config *cfg, int n_nodes, uint64_t seed)
 void
 sim_init(sim *s, const sim_config *cfg, uint64_t seed)
 {
-	int			i;
-	int			k;
-	int64_t		r;
+	int i;
+	int k;
+	int64_t r;
 
 	s->seed = seed;
 	s->rng.state = seed;
@@ -124,9 +124,11 @@ sim_init(sim *s, const sim_config *cfg, uint64_t seed)
 		s->bursts[i] = sim_rand_range(&s->rng, 0, cfg->fault_end);
 	for (i = 0; i < s->n; i++)
 		sim_node_init(s, i);
-	s->next_fault_at = (cfg->crashes || cfg->partitions || cfg->loss_pm ||
-						cfg->dup_pm || cfg->slow_pm) ?
-		sim_rand_range(&s->rng, cfg->fault_gap_min, cfg->fault_gap_max) : -1;
+	s->next_fault_at =
+		(cfg->crashes || cfg->partitions || cfg->loss_pm || cfg->dup_pm ||
+		 cfg->slow_pm)
+			? sim_rand_range(&s->rng, cfg->fault_gap_min, cfg->fault_gap_max)
+			: -1;
 }
 
 /*
@@ -137,11 +139,11 @@ sim_init(sim *s, const sim_config *cfg, uint64_t seed)
 static void
 fault(sim *s)
 {
-	int			kind = (int) (sim_rand(&s->rng) % 3);
+	int kind = (int) (sim_rand(&s->rng) % 3);
 
 	if (kind == 0 && s->cfg.crashes)
 	{
-		int			i = (int) (sim_rand(&s->rng) % (uint64_t) s->n);
+		int i = (int) (sim_rand(&s->rng) % (uint64_t) s->n);
 
 		if (s->nodes[i].up)
 		{
@@ -169,7 +171,7 @@ fault(sim *s)
 void
 sim_heal(sim *s)
 {
-	int			i;
+	int i;
 
 	s->healed = true;
 	s->heal_step = s->steps;
@@ -195,10 +197,10 @@ sim_heal(sim *s)
 static sim_event
 next_event(sim *s, int64_t *when, int *who)
 {
-	sim_event	ev = EV_NONE;
-	int64_t		t = INT64_MAX;
-	sim_msg    *m = sim_net_peek(s);
-	int			i;
+	sim_event ev = EV_NONE;
+	int64_t t = INT64_MAX;
+	sim_msg *m = sim_net_peek(s);
+	int i;
 
 	*who = -1;
 	if (m != NULL)
@@ -239,7 +241,8 @@ next_event(sim *s, int64_t *when, int *who)
 		}
 		for (i = 0; i < s->n; i++)
 		{
-			if (!s->nodes[i].up && s->restart_at[i] >= 0 && s->restart_at[i] < t)
+			if (!s->nodes[i].up && s->restart_at[i] >= 0 &&
+				s->restart_at[i] < t)
 			{
 				ev = EV_RESTART;
 				t = s->restart_at[i];
@@ -260,8 +263,8 @@ next_event(sim *s, int64_t *when, int *who)
 int64_t
 sim_next_time(sim *s)
 {
-	int64_t		t;
-	int			who;
+	int64_t t;
+	int who;
 
 	(void) next_event(s, &t, &who);
 	return t;
@@ -274,9 +277,9 @@ sim_next_time(sim *s)
 bool
 sim_step(sim *s)
 {
-	int64_t		t;
-	int			who;
-	sim_event	ev;
+	int64_t t;
+	int who;
+	sim_event ev;
 
 	if (s->failed)
 		return false;
@@ -289,13 +292,13 @@ sim_step(sim *s)
 	switch (ev)
 	{
 		case EV_MSG:
-			{
-				sim_msg		copy = *sim_net_peek(s);	/* slot is reused */
+		{
+			sim_msg copy = *sim_net_peek(s); /* slot is reused */
 
-				sim_net_pop(s);
-				sim_node_deliver(s, &copy);
-			}
-			break;
+			sim_net_pop(s);
+			sim_node_deliver(s, &copy);
+		}
+		break;
 		case EV_TIMER:
 			sim_node_timer(s, who);
 			break;
@@ -352,16 +355,17 @@ sim_run(sim *s)
 
 /* sim_fail records the first failure, with the time and step it happened. */
 void
-sim_fail(sim *s, const char *fmt,...)
+sim_fail(sim *s, const char *fmt, ...)
 {
-	va_list		ap;
-	int			len;
+	va_list ap;
+	int len;
 
 	if (s->failed)
 		return;
 	s->failed = true;
-	len = snprintf(s->failure, sizeof(s->failure), "t=%lldus step %llu: ",
-				   (long long) s->now, (unsigned long long) s->steps);
+	len = snprintf(s->failure, sizeof(s->failure),
+				   "t=%lldus step %llu: ", (long long) s->now,
+				   (unsigned long long) s->steps);
 	if (len < 0 || (size_t) len >= sizeof(s->failure))
 		return;
 	va_start(ap, fmt);
@@ -372,9 +376,9 @@ sim_fail(sim *s, const char *fmt,...)
 
 /* sim_trace prints an event when tracing (PX_TRACE) is on. */
 void
-sim_trace(sim *s, const char *fmt,...)
+sim_trace(sim *s, const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	if (!s->trace)
 		return;

@@ -25,7 +25,7 @@
 
 #include "sim.h"
 
-static int	popcount(uint32_t mask);
+static int popcount(uint32_t mask);
 static const char *show(px_value v);
 static bool chosen_under(const sim *s, int64_t round, const px_ballot *b,
 						 px_value v);
@@ -35,7 +35,7 @@ static void first_learned(sim *s, int64_t round, const px_acceptor_state *st);
 static int
 popcount(uint32_t mask)
 {
-	int			n = 0;
+	int n = 0;
 
 	for (; mask; mask &= mask - 1)
 		n++;
@@ -60,7 +60,7 @@ sim_oracle_accepted(sim *s, int node, int64_t round, const px_ballot *b,
 					px_value v)
 {
 	sim_round_oracle *o = &s->oracle[round];
-	int			i;
+	int i;
 
 	for (i = 0; i < o->n; i++)
 	{
@@ -82,7 +82,8 @@ sim_oracle_accepted(sim *s, int node, int64_t round, const px_ballot *b,
 	}
 	else if (!px_value_equal(o->e[i].value, v))
 	{
-		sim_fail(s, "round %lld: ballot (%lld,%s) accepted with %s and with %s",
+		sim_fail(s,
+				 "round %lld: ballot (%lld,%s) accepted with %s and with %s",
 				 (long long) round, (long long) b->number, b->proposer,
 				 show(o->e[i].value), show(v));
 		return;
@@ -96,10 +97,12 @@ sim_oracle_accepted(sim *s, int node, int64_t round, const px_ballot *b,
 		o->chosen = true;
 		o->chosen_value = v;
 		sim_trace(s, "oracle: round %lld chose %s under (%lld,%s)",
-				  (long long) round, show(v), (long long) b->number, b->proposer);
+				  (long long) round, show(v), (long long) b->number,
+				  b->proposer);
 	}
 	else if (!px_value_equal(o->chosen_value, v))
-		sim_fail(s, "round %lld: two values chosen: %s and %s (ballot %lld,%s)",
+		sim_fail(s,
+				 "round %lld: two values chosen: %s and %s (ballot %lld,%s)",
 				 (long long) round, show(o->chosen_value), show(v),
 				 (long long) b->number, b->proposer);
 }
@@ -109,13 +112,13 @@ static bool
 chosen_under(const sim *s, int64_t round, const px_ballot *b, px_value v)
 {
 	const sim_round_oracle *o = &s->oracle[round];
-	int			i;
+	int i;
 
 	for (i = 0; i < o->n; i++)
 	{
 		if (px_ballot_cmp(&o->e[i].ballot, b) == 0)
 			return px_value_equal(o->e[i].value, v) &&
-				popcount(o->e[i].mask) >= s->quorum;
+				   popcount(o->e[i].mask) >= s->quorum;
 	}
 	return false;
 }
@@ -128,15 +131,15 @@ static void
 first_learned(sim *s, int64_t round, const px_acceptor_state *st)
 {
 	sim_round_oracle *o = &s->oracle[round];
-	int			node;
-	int			k;
+	int node;
+	int k;
 
 	o->learned = true;
 	o->learned_value = st->value;
 	if (st->value.data == NULL)
 		return;
-	if (sscanf(st->value.data, "n%d:%d", &node, &k) != 2 ||
-		node < 0 || node >= s->n || k < 0 || k >= SIM_MAX_VALUES)
+	if (sscanf(st->value.data, "n%d:%d", &node, &k) != 2 || node < 0 ||
+		node >= s->n || k < 0 || k >= SIM_MAX_VALUES)
 	{
 		sim_fail(s, "round %lld: learned a value nobody proposed: %s",
 				 (long long) round, st->value.data);
@@ -161,12 +164,12 @@ first_learned(sim *s, int64_t round, const px_acceptor_state *st)
 void
 sim_check_safety(sim *s)
 {
-	int			i;
-	int64_t		r;
+	int i;
+	int64_t r;
 
 	for (i = 0; i < s->n && !s->failed; i++)
 	{
-		sim_node   *nd = &s->nodes[i];
+		sim_node *nd = &s->nodes[i];
 
 		for (r = 0; r <= s->max_round_used; r++)
 		{
@@ -189,10 +192,12 @@ sim_check_safety(sim *s)
 			{
 				if (!chosen_under(s, r, &st->accepted, st->value))
 				{
-					sim_fail(s, "round %lld: %s learned %s under (%lld,%s), "
-							 "which no majority accepted", (long long) r,
-							 nd->name, show(st->value),
-							 (long long) st->accepted.number, st->accepted.proposer);
+					sim_fail(s,
+							 "round %lld: %s learned %s under (%lld,%s), "
+							 "which no majority accepted",
+							 (long long) r, nd->name, show(st->value),
+							 (long long) st->accepted.number,
+							 st->accepted.proposer);
 					return;
 				}
 				nd->verified[r] = true;
@@ -212,8 +217,8 @@ sim_check_safety(sim *s)
 bool
 sim_converged(sim *s)
 {
-	int64_t		max_round = -1;
-	int			i;
+	int64_t max_round = -1;
+	int i;
 
 	for (i = 0; i < s->n; i++)
 	{
@@ -242,10 +247,10 @@ sim_converged(sim *s)
 void
 sim_check_final(sim *s)
 {
-	int64_t		max_round = -1;
-	int			i;
-	int			k;
-	int64_t		r;
+	int64_t max_round = -1;
+	int i;
+	int k;
+	int64_t r;
 
 	sim_check_safety(s);
 	for (i = 0; i < s->n; i++)
@@ -261,7 +266,8 @@ sim_check_final(sim *s)
 
 			if (!nd->acc_used[r] || !nd->acc[r].decided)
 			{
-				sim_fail(s, "%s never learned round %lld", nd->name, (long long) r);
+				sim_fail(s, "%s never learned round %lld", nd->name,
+						 (long long) r);
 				return;
 			}
 		}
@@ -275,12 +281,15 @@ sim_check_final(sim *s)
 			if (nd->abandoned[k])
 				continue;
 			if (nd->acked_round[k] < 0)
-				sim_fail(s, "%s never got %s chosen", nd->name, nd->values[k].data);
+				sim_fail(s, "%s never got %s chosen", nd->name,
+						 nd->values[k].data);
 			else if (s->value_round[i][k] != nd->acked_round[k])
-				sim_fail(s, "%s was told %s is in round %lld, the log has it in %lld",
-						 nd->name, nd->values[k].data,
-						 (long long) nd->acked_round[k],
-						 (long long) s->value_round[i][k]);
+				sim_fail(
+					s,
+					"%s was told %s is in round %lld, the log has it in %lld",
+					nd->name, nd->values[k].data,
+					(long long) nd->acked_round[k],
+					(long long) s->value_round[i][k]);
 		}
 	}
 }

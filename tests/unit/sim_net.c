@@ -24,7 +24,7 @@ static void heap_push(sim *s, int slot);
 uint64_t
 sim_rand(sim_rng *r)
 {
-	uint64_t	z = (r->state += UINT64_C(0x9E3779B97F4A7C15));
+	uint64_t z = (r->state += UINT64_C(0x9E3779B97F4A7C15));
 
 	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
 	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
@@ -51,7 +51,7 @@ sim_chance(sim_rng *r, int per_mille)
 void
 sim_net_init(sim *s)
 {
-	int			i;
+	int i;
 
 	s->n_free = SIM_MAX_MSGS;
 	for (i = 0; i < SIM_MAX_MSGS; i++)
@@ -70,7 +70,7 @@ sim_net_init(sim *s)
 sim_msg *
 sim_msg_new(sim *s, sim_msg_type type, int from, int to)
 {
-	sim_msg    *m;
+	sim_msg *m;
 
 	if (s->n_free == 0)
 	{
@@ -101,13 +101,13 @@ msg_before(const sim *s, int a, int b)
 static void
 heap_push(sim *s, int slot)
 {
-	int			i = s->heap_len++;
+	int i = s->heap_len++;
 
 	s->heap[i] = slot;
 	while (i > 0)
 	{
-		int			parent = (i - 1) / 2;
-		int			tmp;
+		int parent = (i - 1) / 2;
+		int tmp;
 
 		if (!msg_before(s, s->heap[i], s->heap[parent]))
 			break;
@@ -125,8 +125,8 @@ heap_push(sim *s, int slot)
 void
 sim_send(sim *s, sim_msg *m)
 {
-	int			slot = (int) (m - s->msgs);
-	bool		local = m->from == m->to;
+	int slot = (int) (m - s->msgs);
+	bool local = m->from == m->to;
 
 	s->n_free--;
 	s->sent++;
@@ -148,8 +148,8 @@ sim_send(sim *s, sim_msg *m)
 
 	if (!local && sim_chance(&s->rng, s->dup_pm) && s->n_free > 0)
 	{
-		sim_msg    *d = &s->msgs[s->free_slots[s->n_free - 1]];
-		int			dslot = (int) (d - s->msgs);
+		sim_msg *d = &s->msgs[s->free_slots[s->n_free - 1]];
+		int dslot = (int) (d - s->msgs);
 
 		*d = *m;
 		s->n_free--;
@@ -170,16 +170,16 @@ sim_net_peek(sim *s)
 void
 sim_net_pop(sim *s)
 {
-	int			slot = s->heap[0];
-	int			i = 0;
+	int slot = s->heap[0];
+	int i = 0;
 
 	s->heap[0] = s->heap[--s->heap_len];
 	for (;;)
 	{
-		int			l = 2 * i + 1;
-		int			r = l + 1;
-		int			m = i;
-		int			tmp;
+		int l = 2 * i + 1;
+		int r = l + 1;
+		int m = i;
+		int tmp;
 
 		if (l < s->heap_len && msg_before(s, s->heap[l], s->heap[m]))
 			m = l;
@@ -203,8 +203,8 @@ sim_net_pop(sim *s)
 void
 sim_partition(sim *s, int64_t until)
 {
-	int			i;
-	int			n0 = 0;
+	int i;
+	int n0 = 0;
 
 	for (i = 0; i < s->n; i++)
 	{
@@ -243,14 +243,14 @@ sim_link_cut(const sim *s, int from, int to)
 const char *
 sim_intern(sim *s, const char *str)
 {
-	size_t		len;
-	int			i;
+	size_t len;
+	int i;
 
 	if (str == NULL)
 		return NULL;
 	if ((uintptr_t) str >= (uintptr_t) s->arena &&
 		(uintptr_t) str < (uintptr_t) (s->arena + s->arena_used))
-		return str;		/* already the fixture's own copy */
+		return str; /* already the fixture's own copy */
 	for (i = 0; i < s->n_strings; i++)
 	{
 		if (s->strings[i] == str || strcmp(s->strings[i], str) == 0)

@@ -51,9 +51,9 @@ static bool round_ok(sim *s, int64_t round);
 void
 sim_node_init(sim *s, int idx)
 {
-	sim_node   *nd = &s->nodes[idx];
-	char		buf[32];
-	int			k;
+	sim_node *nd = &s->nodes[idx];
+	char buf[32];
+	int k;
 
 	nd->idx = idx;
 	snprintf(nd->name, sizeof(nd->name), "n%d", idx);
@@ -63,7 +63,8 @@ sim_node_init(sim *s, int idx)
 	nd->acc_max_round = -1;
 	nd->applied_next = 0;
 
-	nd->n_values = (int) sim_rand_range(&s->rng, s->cfg.min_values, s->cfg.max_values);
+	nd->n_values =
+		(int) sim_rand_range(&s->rng, s->cfg.min_values, s->cfg.max_values);
 	nd->next_value = 0;
 	for (k = 0; k < nd->n_values; k++)
 	{
@@ -72,7 +73,7 @@ sim_node_init(sim *s, int idx)
 		nd->values[k].data = sim_intern(s, buf);
 		if (sim_chance(&s->rng, s->cfg.burst_pm))
 			nd->avail_at[k] = s->bursts[sim_rand(&s->rng) % 4] +
-				sim_rand_range(&s->rng, 0, SIM_DELAY_MAX);
+							  sim_rand_range(&s->rng, 0, SIM_DELAY_MAX);
 		else
 			nd->avail_at[k] = sim_rand_range(&s->rng, 0, s->cfg.fault_end);
 		nd->abandoned[k] = false;
@@ -95,7 +96,7 @@ sim_node_init(sim *s, int idx)
 void
 sim_node_crash(sim *s, int idx)
 {
-	sim_node   *nd = &s->nodes[idx];
+	sim_node *nd = &s->nodes[idx];
 
 	if (!nd->up)
 		return;
@@ -120,18 +121,20 @@ sim_node_crash(sim *s, int idx)
 void
 sim_node_restart(sim *s, int idx)
 {
-	sim_node   *nd = &s->nodes[idx];
-	int64_t		r;
+	sim_node *nd = &s->nodes[idx];
+	int64_t r;
 
 	nd->up = true;
 	nd->inc++;
-	if (px_log_init(&nd->log, nd->log_bits, sizeof(nd->log_bits), 0) != PX_LOG_OK)
+	if (px_log_init(&nd->log, nd->log_bits, sizeof(nd->log_bits), 0) !=
+		PX_LOG_OK)
 		sim_fail(s, "px_log_init failed");
 	for (r = 0; r < SIM_MAX_ROUNDS; r++)
 	{
 		if (nd->acc_used[r] && nd->acc[r].decided &&
 			px_log_learn(&nd->log, r) < 0)
-			sim_fail(s, "%s: px_log_learn(%lld) failed", nd->name, (long long) r);
+			sim_fail(s, "%s: px_log_learn(%lld) failed", nd->name,
+					 (long long) r);
 	}
 	px_log_note_round(&nd->log, nd->acc_max_round);
 	for (r = 0; r < nd->applied_next; r++)
@@ -212,8 +215,8 @@ static void
 on_prepare(sim *s, sim_node *nd, const sim_msg *m)
 {
 	px_acceptor_state st = acc_load(nd, m->round);
-	px_promise	out;
-	sim_msg    *r;
+	px_promise out;
+	sim_msg *r;
 
 	if (px_acceptor_prepare(&st, &m->u.req.ballot, &out))
 		acc_store(s, nd, m->round, &st);
@@ -237,7 +240,7 @@ on_accept(sim *s, sim_node *nd, const sim_msg *m)
 {
 	px_acceptor_state st = acc_load(nd, m->round);
 	px_accepted out;
-	sim_msg    *r;
+	sim_msg *r;
 
 	if (px_acceptor_accept(&st, &m->u.req.ballot, m->u.req.value, &out))
 		acc_store(s, nd, m->round, &st);
@@ -260,7 +263,8 @@ on_accept(sim *s, sim_node *nd, const sim_msg *m)
  * the anomaly the whole protocol exists to prevent.
  */
 static void
-local_learn(sim *s, sim_node *nd, int64_t round, const px_ballot *b, px_value v)
+local_learn(sim *s, sim_node *nd, int64_t round, const px_ballot *b,
+			px_value v)
 {
 	px_acceptor_state st = acc_load(nd, round);
 
@@ -287,18 +291,21 @@ local_learn(sim *s, sim_node *nd, int64_t round, const px_ballot *b, px_value v)
 static void
 learned(sim *s, sim_node *nd, int64_t round)
 {
-	int64_t		a;
+	int64_t a;
 
 	if (px_log_learn(&nd->log, round) < 0)
-		sim_fail(s, "%s: px_log_learn(%lld) refused", nd->name, (long long) round);
+		sim_fail(s, "%s: px_log_learn(%lld) refused", nd->name,
+				 (long long) round);
 	while ((a = px_log_next_to_apply(&nd->log)) >= 0)
 	{
-		if (a != nd->applied_next || px_log_mark_applied(&nd->log, a) != PX_LOG_OK)
+		if (a != nd->applied_next ||
+			px_log_mark_applied(&nd->log, a) != PX_LOG_OK)
 		{
-			sim_fail(s, "%s: apply cursor out of step at %lld", nd->name, (long long) a);
+			sim_fail(s, "%s: apply cursor out of step at %lld", nd->name,
+					 (long long) a);
 			return;
 		}
-		nd->applied_next++;		/* durable: "round a is applied" */
+		nd->applied_next++; /* durable: "round a is applied" */
 	}
 	if (nd->pstate != SIM_IDLE && nd->round == round)
 		resolve(s, nd);
@@ -312,11 +319,12 @@ learned(sim *s, sim_node *nd, int64_t round)
 static void
 on_sync(sim *s, sim_node *nd, const sim_msg *m)
 {
-	int64_t		r;
-	int			sent = 0;
-	sim_msg    *out;
+	int64_t r;
+	int sent = 0;
+	sim_msg *out;
 
-	for (r = m->u.sync.from_round; r >= 0 && r <= nd->acc_max_round && sent < 32; r++)
+	for (r = m->u.sync.from_round;
+		 r >= 0 && r <= nd->acc_max_round && sent < 32; r++)
 	{
 		if (!nd->acc_used[r] || !nd->acc[r].decided)
 			continue;
@@ -342,12 +350,12 @@ on_sync(sim *s, sim_node *nd, const sim_msg *m)
 void
 sim_node_sync(sim *s, int idx)
 {
-	sim_node   *nd = &s->nodes[idx];
-	int			i;
+	sim_node *nd = &s->nodes[idx];
+	int i;
 
 	for (i = 0; i < s->n; i++)
 	{
-		sim_msg    *m;
+		sim_msg *m;
 
 		if (i == idx)
 			continue;
@@ -368,11 +376,11 @@ sim_node_sync(sim *s, int idx)
 static void
 send_requests(sim *s, sim_node *nd, sim_msg_type type)
 {
-	int			i;
+	int i;
 
 	for (i = 0; i < s->n; i++)
 	{
-		sim_msg    *m = sim_msg_new(s, type, nd->idx, i);
+		sim_msg *m = sim_msg_new(s, type, nd->idx, i);
 
 		if (m == NULL)
 			return;
@@ -416,7 +424,7 @@ start_attempt(sim *s, sim_node *nd, int64_t round, px_value v, bool noop)
 static void
 backoff(sim *s, sim_node *nd)
 {
-	int64_t		wait;
+	int64_t wait;
 
 	nd->conflicts++;
 	wait = px_backoff_us(nd->conflicts, sim_rand(&s->rng), SIM_BACKOFF_BASE,
@@ -432,13 +440,13 @@ backoff(sim *s, sim_node *nd)
 static void
 on_chosen(sim *s, sim_node *nd)
 {
-	px_ballot	b = nd->p.chosen_ballot;
-	px_value	v = nd->p.proposal;
-	int			i;
+	px_ballot b = nd->p.chosen_ballot;
+	px_value v = nd->p.proposal;
+	int i;
 
 	for (i = 0; i < s->n; i++)
 	{
-		sim_msg    *m;
+		sim_msg *m;
 
 		if (i == nd->idx)
 			continue;
@@ -467,8 +475,8 @@ resolve(sim *s, sim_node *nd)
 
 	if (!nd->noop && px_value_equal(st->value, nd->values[nd->next_value]))
 	{
-		sim_trace(s, "%s: %s chosen in round %lld", nd->name,
-				  st->value.data, (long long) nd->round);
+		sim_trace(s, "%s: %s chosen in round %lld", nd->name, st->value.data,
+				  (long long) nd->round);
 		nd->acked_round[nd->next_value] = nd->round;
 		nd->next_value++;
 		s->chosen_values++;
@@ -514,16 +522,17 @@ on_status(sim *s, sim_node *nd, px_status st)
 void
 sim_node_deliver(sim *s, const sim_msg *m)
 {
-	sim_node   *nd = &s->nodes[m->to];
-	bool		answer = m->type == SIM_PROMISE || m->type == SIM_ACCEPTED ||
-		m->type == SIM_SYNC_REPLY;
-	bool		attempt = nd->pstate == SIM_PHASE1 || nd->pstate == SIM_PHASE2;
+	sim_node *nd = &s->nodes[m->to];
+	bool answer = m->type == SIM_PROMISE || m->type == SIM_ACCEPTED ||
+				  m->type == SIM_SYNC_REPLY;
+	bool attempt = nd->pstate == SIM_PHASE1 || nd->pstate == SIM_PHASE2;
 
 	if (!nd->up || (m->from != m->to && sim_link_cut(s, m->from, m->to)))
 		return;
 	if (answer && m->to_inc != nd->inc)
 		return;
-	if (m->type != SIM_SYNC && m->type != SIM_SYNC_REPLY && !round_ok(s, m->round))
+	if (m->type != SIM_SYNC && m->type != SIM_SYNC_REPLY &&
+		!round_ok(s, m->round))
 		return;
 
 	switch (m->type)
@@ -545,11 +554,15 @@ sim_node_deliver(sim *s, const sim_msg *m)
 			if (m->u.promise.max_round > nd->reported_max)
 				nd->reported_max = m->u.promise.max_round;
 			if (attempt && m->round == nd->round)
-				on_status(s, nd, px_proposer_on_promise(&nd->p, m->from, &m->u.promise));
+				on_status(
+					s, nd,
+					px_proposer_on_promise(&nd->p, m->from, &m->u.promise));
 			break;
 		case SIM_ACCEPTED:
 			if (attempt && m->round == nd->round)
-				on_status(s, nd, px_proposer_on_accepted(&nd->p, m->from, &m->u.accepted));
+				on_status(
+					s, nd,
+					px_proposer_on_accepted(&nd->p, m->from, &m->u.accepted));
 			break;
 		case SIM_SYNC_REPLY:
 			px_log_note_round(&nd->log, m->u.sync.max_round);
@@ -568,14 +581,15 @@ sim_node_deliver(sim *s, const sim_msg *m)
 void
 sim_node_timer(sim *s, int idx)
 {
-	sim_node   *nd = &s->nodes[idx];
+	sim_node *nd = &s->nodes[idx];
 
 	nd->timer_at = -1;
 	switch (nd->pstate)
 	{
 		case SIM_PHASE1:
 		case SIM_PHASE2:
-			sim_trace(s, "%s: round %lld timed out", nd->name, (long long) nd->round);
+			sim_trace(s, "%s: round %lld timed out", nd->name,
+					  (long long) nd->round);
 			s->timeouts++;
 			backoff(s, nd);
 			break;
@@ -600,9 +614,9 @@ sim_node_timer(sim *s, int idx)
 void
 sim_node_kick(sim *s, int idx)
 {
-	sim_node   *nd = &s->nodes[idx];
-	int64_t		gap;
-	int64_t		due = -1;
+	sim_node *nd = &s->nodes[idx];
+	int64_t gap;
+	int64_t due = -1;
 
 	if (!nd->up || nd->pstate != SIM_IDLE)
 		return;
@@ -617,7 +631,7 @@ sim_node_kick(sim *s, int idx)
 		}
 		if (s->now >= nd->gap_since + SIM_GAP_DELAY)
 		{
-			px_value	noop;
+			px_value noop;
 
 			noop.id = sim_intern(s, nd->name);
 			noop.data = NULL;
@@ -631,11 +645,12 @@ sim_node_kick(sim *s, int idx)
 
 	if (!sim_client_done(nd))
 	{
-		int64_t		at = nd->avail_at[nd->next_value];
+		int64_t at = nd->avail_at[nd->next_value];
 
 		if (at <= s->now)
 		{
-			start_attempt(s, nd, px_log_next_append_round(&nd->log, nd->reported_max),
+			start_attempt(s, nd,
+						  px_log_next_append_round(&nd->log, nd->reported_max),
 						  nd->values[nd->next_value], false);
 			return;
 		}

@@ -46,8 +46,8 @@ static void
 test_fresh_acceptor_promises_first_ballot(void **state)
 {
 	px_acceptor_state st;
-	px_promise	out;
-	px_ballot	b = B(0, "n1");
+	px_promise out;
+	px_ballot b = B(0, "n1");
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -56,7 +56,7 @@ test_fresh_acceptor_promises_first_ballot(void **state)
 	assert_ballot(out.promised_ballot, 0, "n1");
 	assert_false(out.has_accepted);
 	assert_false(out.decided);
-	assert_int_equal(out.max_round, -1);	/* the caller fills it */
+	assert_int_equal(out.max_round, -1); /* the caller fills it */
 	assert_ballot(st.promised, 0, "n1");
 }
 
@@ -65,8 +65,8 @@ static void
 test_promised_5_rejects_prepare_4(void **state)
 {
 	px_acceptor_state st;
-	px_promise	out;
-	px_ballot	b4 = B(4, "n1");
+	px_promise out;
+	px_ballot b4 = B(4, "n1");
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -82,7 +82,7 @@ static void
 test_promised_5_rejects_prepare_5_again(void **state)
 {
 	px_acceptor_state st;
-	px_promise	out;
+	px_promise out;
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -96,7 +96,7 @@ static void
 test_promise_orders_equal_numbers_by_id(void **state)
 {
 	px_acceptor_state st;
-	px_promise	out;
+	px_promise out;
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -111,8 +111,8 @@ test_promised_5_rejects_accept_4(void **state)
 {
 	px_acceptor_state st;
 	px_accepted out;
-	px_promise	p;
-	px_ballot	b4 = B(4, "n1");
+	px_promise p;
+	px_ballot b4 = B(4, "n1");
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -130,8 +130,8 @@ test_promised_5_accepts_5(void **state)
 {
 	px_acceptor_state st;
 	px_accepted out;
-	px_promise	p;
-	px_ballot	b5 = B(5, "n1");
+	px_promise p;
+	px_ballot b5 = B(5, "n1");
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -150,7 +150,7 @@ test_accept_above_promise_raises_promise(void **state)
 {
 	px_acceptor_state st;
 	px_accepted out;
-	px_promise	p;
+	px_promise p;
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -168,7 +168,7 @@ test_duplicate_accept_needs_no_write(void **state)
 {
 	px_acceptor_state st;
 	px_accepted out;
-	px_ballot	b = B(3, "n1");
+	px_ballot b = B(3, "n1");
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -183,7 +183,7 @@ test_promise_reports_accepted_value(void **state)
 {
 	px_acceptor_state st;
 	px_accepted acc;
-	px_promise	out;
+	px_promise out;
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -204,7 +204,7 @@ test_no_ballot_is_refused(void **state)
 {
 	px_acceptor_state st;
 	px_accepted acc;
-	px_promise	out;
+	px_promise out;
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -218,7 +218,7 @@ static void
 test_learn_decides_round(void **state)
 {
 	px_acceptor_state st;
-	px_ballot	b = B(7, "n2");
+	px_ballot b = B(7, "n2");
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -235,8 +235,8 @@ static void
 test_learn_of_conflicting_value_is_refused(void **state)
 {
 	px_acceptor_state st;
-	px_ballot	b = B(7, "n2");
-	px_ballot	other = B(9, "n3");
+	px_ballot b = B(7, "n2");
+	px_ballot other = B(9, "n3");
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -251,9 +251,9 @@ static void
 test_decided_round_answers_prepare_with_value(void **state)
 {
 	px_acceptor_state st;
-	px_promise	out;
-	px_ballot	chosen = B(2, "n1");
-	px_ballot	high = B(99, "n3");
+	px_promise out;
+	px_ballot chosen = B(2, "n1");
+	px_ballot high = B(99, "n3");
 
 	(void) state;
 	px_acceptor_init(&st);
@@ -272,8 +272,8 @@ test_decided_round_answers_accept_with_value(void **state)
 {
 	px_acceptor_state st;
 	px_accepted out;
-	px_ballot	chosen = B(2, "n1");
-	px_ballot	high = B(99, "n3");
+	px_ballot chosen = B(2, "n1");
+	px_ballot high = B(99, "n3");
 
 	(void) state;
 	px_acceptor_init(&st);

@@ -15,8 +15,8 @@
 static void
 test_number_orders_first(void **state)
 {
-	px_ballot	low = B(1, "zzz");
-	px_ballot	high = B(2, "aaa");
+	px_ballot low = B(1, "zzz");
+	px_ballot high = B(2, "aaa");
 
 	(void) state;
 	assert_true(px_ballot_cmp(&low, &high) < 0);
@@ -27,8 +27,8 @@ test_number_orders_first(void **state)
 static void
 test_equal_numbers_order_by_proposer(void **state)
 {
-	px_ballot	a = B(5, "node-a");
-	px_ballot	b = B(5, "node-b");
+	px_ballot a = B(5, "node-a");
+	px_ballot b = B(5, "node-b");
 
 	(void) state;
 	assert_true(px_ballot_cmp(&a, &b) < 0);
@@ -39,8 +39,8 @@ test_equal_numbers_order_by_proposer(void **state)
 static void
 test_same_ballot_is_equal(void **state)
 {
-	px_ballot	a = B(7, "node-a");
-	px_ballot	b = B(7, "node-a");
+	px_ballot a = B(7, "node-a");
+	px_ballot b = B(7, "node-a");
 
 	(void) state;
 	assert_int_equal(px_ballot_cmp(&a, &b), 0);
@@ -50,8 +50,8 @@ test_same_ballot_is_equal(void **state)
 static void
 test_proposer_ids_compare_as_unsigned_bytes(void **state)
 {
-	px_ballot	ascii = B(1, "a");
-	px_ballot	high = B(1, "\xc3\xa9");	/* UTF-8 e-acute */
+	px_ballot ascii = B(1, "a");
+	px_ballot high = B(1, "\xc3\xa9"); /* UTF-8 e-acute */
 
 	(void) state;
 	assert_true(px_ballot_cmp(&ascii, &high) < 0);
@@ -61,8 +61,8 @@ test_proposer_ids_compare_as_unsigned_bytes(void **state)
 static void
 test_no_ballot_is_lowest(void **state)
 {
-	px_ballot	none = B(-1, "");
-	px_ballot	zero = B(0, "");
+	px_ballot none = B(-1, "");
+	px_ballot zero = B(0, "");
 
 	(void) state;
 	assert_true(px_ballot_cmp(&none, &zero) < 0);
@@ -72,8 +72,8 @@ test_no_ballot_is_lowest(void **state)
 static void
 test_set_refuses_long_or_missing_id(void **state)
 {
-	char		id[PX_PROPOSER_ID_MAX + 1];
-	px_ballot	b;
+	char id[PX_PROPOSER_ID_MAX + 1];
+	px_ballot b;
 
 	(void) state;
 	memset(id, 'x', sizeof(id));

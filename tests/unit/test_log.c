@@ -16,8 +16,8 @@
 static void
 test_init_refuses_bad_arguments(void **state)
 {
-	px_log		log;
-	uint8_t		bits[4];
+	px_log log;
+	uint8_t bits[4];
 
 	(void) state;
 	assert_int_equal(px_log_init(&log, NULL, 4, 0), PX_LOG_EARG);
@@ -34,8 +34,8 @@ test_init_refuses_bad_arguments(void **state)
 static void
 test_apply_waits_for_hole(void **state)
 {
-	px_log		log;
-	uint8_t		bits[4];
+	px_log log;
+	uint8_t bits[4];
 
 	(void) state;
 	px_log_init(&log, bits, sizeof(bits), 0);
@@ -45,7 +45,7 @@ test_apply_waits_for_hole(void **state)
 
 	assert_int_equal(px_log_next_to_apply(&log), 0);
 	assert_int_equal(px_log_mark_applied(&log, 0), PX_LOG_OK);
-	assert_int_equal(px_log_next_to_apply(&log), -1);	/* round 1 missing */
+	assert_int_equal(px_log_next_to_apply(&log), -1); /* round 1 missing */
 	assert_int_equal(px_log_mark_applied(&log, 2), PX_LOG_EORDER);
 
 	assert_int_equal(px_log_learn(&log, 1), 1);
@@ -64,8 +64,8 @@ test_apply_waits_for_hole(void **state)
 static void
 test_noop_rounds_are_the_holes_up_to_known_reach(void **state)
 {
-	px_log		log;
-	uint8_t		bits[2];
+	px_log log;
+	uint8_t bits[2];
 
 	(void) state;
 	px_log_init(&log, bits, sizeof(bits), 0);
@@ -91,24 +91,24 @@ test_noop_rounds_are_the_holes_up_to_known_reach(void **state)
 static void
 test_window_and_compaction(void **state)
 {
-	px_log		log;
-	uint8_t		bits[1];		/* 8 rounds */
-	int64_t		r;
+	px_log log;
+	uint8_t bits[1]; /* 8 rounds */
+	int64_t r;
 
 	(void) state;
 	px_log_init(&log, bits, sizeof(bits), 0);
 	for (r = 0; r < 8; r++)
 		assert_int_equal(px_log_learn(&log, r), 1);
 	assert_int_equal(px_log_learn(&log, 8), PX_LOG_EWINDOW);
-	assert_int_equal(px_log_compact(&log, 3), PX_LOG_EORDER);	/* not applied */
+	assert_int_equal(px_log_compact(&log, 3), PX_LOG_EORDER); /* not applied */
 
 	for (r = 0; r < 5; r++)
 		assert_int_equal(px_log_mark_applied(&log, r), PX_LOG_OK);
 	assert_int_equal(px_log_compact(&log, 5), PX_LOG_OK);
 	assert_int_equal(log.base, 5);
-	assert_true(px_log_is_learned(&log, 2));	/* compacted: learned */
+	assert_true(px_log_is_learned(&log, 2)); /* compacted: learned */
 	assert_int_equal(px_log_learn(&log, 2), 0);
-	assert_false(px_log_is_learned(&log, 9));	/* reuses round 1's bit */
+	assert_false(px_log_is_learned(&log, 9)); /* reuses round 1's bit */
 	assert_int_equal(px_log_learn(&log, 9), 1);
 	assert_int_equal(px_log_learn(&log, 12), 1);
 	assert_int_equal(px_log_learn(&log, 13), PX_LOG_EWINDOW);
@@ -124,8 +124,8 @@ test_window_and_compaction(void **state)
 static void
 test_init_from_compaction_point(void **state)
 {
-	px_log		log;
-	uint8_t		bits[2];
+	px_log log;
+	uint8_t bits[2];
 
 	(void) state;
 	px_log_init(&log, bits, sizeof(bits), 100);
@@ -140,16 +140,16 @@ test_init_from_compaction_point(void **state)
 static void
 test_truncation_point_and_read_ready(void **state)
 {
-	px_log		log;
-	uint8_t		bits[1];
-	int64_t		cursors[] = {9, 4, 7};
+	px_log log;
+	uint8_t bits[1];
+	int64_t cursors[] = {9, 4, 7};
 
 	(void) state;
 	assert_int_equal(px_log_truncation_point(cursors, 3), 4);
 	assert_int_equal(px_log_truncation_point(cursors, 0), -1);
 
 	px_log_init(&log, bits, sizeof(bits), 0);
-	assert_true(px_log_read_ready(&log, -1));	/* empty group */
+	assert_true(px_log_read_ready(&log, -1)); /* empty group */
 	assert_false(px_log_read_ready(&log, 0));
 	px_log_learn(&log, 0);
 	px_log_mark_applied(&log, 0);

@@ -19,7 +19,7 @@
 static px_promise
 promised(px_ballot b)
 {
-	px_promise	r;
+	px_promise r;
 
 	memset(&r, 0, sizeof(r));
 	r.promised = true;
@@ -33,7 +33,7 @@ promised(px_ballot b)
 static px_promise
 promised_with(px_ballot b, px_ballot acc, px_value v)
 {
-	px_promise	r = promised(b);
+	px_promise r = promised(b);
 
 	r.has_accepted = true;
 	r.accepted = acc;
@@ -45,7 +45,7 @@ promised_with(px_ballot b, px_ballot acc, px_value v)
 static px_promise
 refused(px_ballot higher)
 {
-	px_promise	r = promised(higher);
+	px_promise r = promised(higher);
 
 	r.promised = false;
 	return r;
@@ -55,7 +55,7 @@ refused(px_ballot higher)
 static px_promise
 decided_promise(px_ballot acc, px_value v)
 {
-	px_promise	r = promised_with(acc, acc, v);
+	px_promise r = promised_with(acc, acc, v);
 
 	r.promised = false;
 	r.decided = true;
@@ -106,16 +106,18 @@ static void
 test_start_refuses_bad_arguments(void **state)
 {
 	px_proposer p;
-	char		id[PX_PROPOSER_ID_MAX + 1];
+	char id[PX_PROPOSER_ID_MAX + 1];
 
 	(void) state;
 	memset(id, 'a', sizeof(id));
 	id[PX_PROPOSER_ID_MAX] = '\0';
 	assert_int_equal(px_proposer_start(&p, 0, "n1", 0, V("n1", "x")), -1);
-	assert_int_equal(px_proposer_start(&p, PX_MAX_HOSTS + 1, "n1", 0, V("n1", "x")), -1);
+	assert_int_equal(
+		px_proposer_start(&p, PX_MAX_HOSTS + 1, "n1", 0, V("n1", "x")), -1);
 	assert_int_equal(px_proposer_start(&p, 3, id, 0, V("n1", "x")), -1);
 	assert_int_equal(px_proposer_start(&p, 3, "n1", -1, V("n1", "x")), -1);
-	assert_int_equal(px_proposer_start(&p, PX_MAX_HOSTS, "n1", 0, V("n1", "x")), 0);
+	assert_int_equal(
+		px_proposer_start(&p, PX_MAX_HOSTS, "n1", 0, V("n1", "x")), 0);
 }
 
 /* The quorum is a strict majority: 1->1, 2->2, 3->2, 4->3, 5->3. */
@@ -123,8 +125,8 @@ static void
 test_quorum_is_strict_majority(void **state)
 {
 	px_proposer p;
-	int			expect[] = {0, 1, 2, 2, 3, 3};
-	int			n;
+	int expect[] = {0, 1, 2, 2, 3, 3};
+	int n;
 
 	(void) state;
 	for (n = 1; n <= 5; n++)
@@ -139,7 +141,7 @@ static void
 test_quorum_of_empty_promises_proposes_own(void **state)
 {
 	px_proposer p;
-	px_promise	r = promised(B(1, "n1"));
+	px_promise r = promised(B(1, "n1"));
 
 	(void) state;
 	start(&p, 3, 1);
@@ -154,9 +156,9 @@ static void
 test_adopts_value_of_highest_accepted_ballot(void **state)
 {
 	px_proposer p;
-	px_promise	r3 = promised_with(B(5, "n1"), B(3, "n2"), V("n2", "y"));
-	px_promise	r4 = promised_with(B(5, "n1"), B(4, "n3"), V("n3", "z"));
-	px_promise	r0 = promised(B(5, "n1"));
+	px_promise r3 = promised_with(B(5, "n1"), B(3, "n2"), V("n2", "y"));
+	px_promise r4 = promised_with(B(5, "n1"), B(4, "n3"), V("n3", "z"));
+	px_promise r0 = promised(B(5, "n1"));
 
 	(void) state;
 	start(&p, 5, 5);
@@ -174,7 +176,7 @@ static void
 test_quorum_reporting_same_ballot_is_chosen(void **state)
 {
 	px_proposer p;
-	px_promise	r = promised_with(B(5, "n1"), B(3, "n2"), V("n2", "y"));
+	px_promise r = promised_with(B(5, "n1"), B(3, "n2"), V("n2", "y"));
 
 	(void) state;
 	start(&p, 3, 5);
@@ -189,8 +191,8 @@ static void
 test_decided_promise_is_chosen_at_once(void **state)
 {
 	px_proposer p;
-	px_promise	d = decided_promise(B(2, "n3"), V("n3", "z"));
-	px_promise	r = promised(B(1, "n1"));
+	px_promise d = decided_promise(B(2, "n3"), V("n3", "z"));
+	px_promise r = promised(B(1, "n1"));
 
 	(void) state;
 	start(&p, 3, 1);
@@ -208,7 +210,7 @@ static void
 test_duplicate_promise_counts_once(void **state)
 {
 	px_proposer p;
-	px_promise	r = promised(B(1, "n1"));
+	px_promise r = promised(B(1, "n1"));
 
 	(void) state;
 	start(&p, 3, 1);
@@ -222,12 +224,12 @@ static void
 test_stale_promise_of_old_ballot_is_ignored(void **state)
 {
 	px_proposer p;
-	px_promise	old = promised(B(1, "n1"));
-	px_promise	stale_refusal = refused(B(0, "n2"));
+	px_promise old = promised(B(1, "n1"));
+	px_promise stale_refusal = refused(B(0, "n2"));
 
 	(void) state;
 	start(&p, 3, 1);
-	px_proposer_retry(&p);		/* now (2, n1) */
+	px_proposer_retry(&p); /* now (2, n1) */
 	assert_int_equal(px_proposer_on_promise(&p, 0, &old), PX_WAIT);
 	assert_int_equal(px_proposer_on_promise(&p, 1, &stale_refusal), PX_WAIT);
 	assert_int_equal(p.acks, 0);
@@ -240,8 +242,8 @@ static void
 test_preempted_when_quorum_out_of_reach(void **state)
 {
 	px_proposer p;
-	px_promise	no = refused(B(9, "n2"));
-	px_promise	yes = promised(B(1, "n1"));
+	px_promise no = refused(B(9, "n2"));
+	px_promise yes = promised(B(1, "n1"));
 
 	(void) state;
 	start(&p, 3, 1);
@@ -255,7 +257,7 @@ static void
 test_preempted_needs_n_minus_quorum_plus_one_refusals(void **state)
 {
 	px_proposer p;
-	px_promise	no = refused(B(9, "n2"));
+	px_promise no = refused(B(9, "n2"));
 
 	(void) state;
 	start(&p, 5, 1);
@@ -269,8 +271,8 @@ static void
 test_retry_picks_number_above_all_seen(void **state)
 {
 	px_proposer p;
-	px_promise	no = refused(B(17, "n3"));
-	px_promise	yes = promised_with(B(1, "n1"), B(12, "n2"), V("n2", "y"));
+	px_promise no = refused(B(17, "n3"));
+	px_promise yes = promised_with(B(1, "n1"), B(12, "n2"), V("n2", "y"));
 
 	(void) state;
 	start(&p, 3, 1);
@@ -289,7 +291,7 @@ static void
 test_phase2_quorum_accepted_is_chosen(void **state)
 {
 	px_proposer p;
-	px_promise	yes = promised(B(1, "n1"));
+	px_promise yes = promised(B(1, "n1"));
 	px_accepted ok = accepted(B(1, "n1"));
 
 	(void) state;
@@ -298,7 +300,7 @@ test_phase2_quorum_accepted_is_chosen(void **state)
 	assert_int_equal(px_proposer_on_promise(&p, 1, &yes), PX_PROMISED);
 	px_proposer_begin_accept(&p);
 	assert_int_equal(px_proposer_on_accepted(&p, 2, &ok), PX_WAIT);
-	assert_int_equal(px_proposer_on_accepted(&p, 2, &ok), PX_WAIT);	/* dup */
+	assert_int_equal(px_proposer_on_accepted(&p, 2, &ok), PX_WAIT); /* dup */
 	assert_int_equal(px_proposer_on_accepted(&p, 0, &ok), PX_CHOSEN);
 	assert_value(p.proposal, "n1", "x");
 	assert_ballot(p.chosen_ballot, 1, "n1");
@@ -344,8 +346,8 @@ static void
 test_proposal_frozen_after_quorum(void **state)
 {
 	px_proposer p;
-	px_promise	yes = promised(B(5, "n1"));
-	px_promise	late = promised_with(B(5, "n1"), B(4, "n3"), V("n3", "z"));
+	px_promise yes = promised(B(5, "n1"));
+	px_promise late = promised_with(B(5, "n1"), B(4, "n3"), V("n3", "z"));
 
 	(void) state;
 	start(&p, 3, 5);
@@ -363,7 +365,7 @@ static void
 test_unknown_host_is_ignored(void **state)
 {
 	px_proposer p;
-	px_promise	yes = promised(B(1, "n1"));
+	px_promise yes = promised(B(1, "n1"));
 
 	(void) state;
 	start(&p, 3, 1);
@@ -387,13 +389,38 @@ test_leader_skips_phase1(void **state)
 	assert_int_equal(px_proposer_on_accepted(&p, 4, &ok), PX_CHOSEN);
 }
 
+/* The status can be asked without feeding an answer. */
+static void
+test_status_without_answer(void **state)
+{
+	px_proposer p;
+	px_promise yes = promised(B(1, "n1"));
+	px_promise no = refused(B(4, "n2"));
+
+	(void) state;
+	start(&p, 3, 1);
+	assert_int_equal(px_proposer_status(&p), PX_WAIT);
+	(void) px_proposer_on_promise(&p, 0, &yes);
+	(void) px_proposer_on_promise(&p, 1, &yes);
+	assert_int_equal(px_proposer_status(&p), PX_PROMISED);
+	assert_int_equal(px_proposer_on_promise(&p, -1, NULL), PX_PROMISED);
+
+	start(&p, 3, 1);
+	(void) px_proposer_on_promise(&p, 0, &no);
+	(void) px_proposer_on_promise(&p, 1, &no);
+	assert_int_equal(px_proposer_status(&p), PX_PREEMPTED);
+	px_proposer_begin_accept(&p);
+	assert_int_equal(px_proposer_status(&p), PX_WAIT);
+	assert_int_equal(px_proposer_on_accepted(&p, -1, NULL), PX_WAIT);
+}
+
 /* Answers report rounds: the proposer keeps the highest. */
 static void
 test_max_round_is_tracked(void **state)
 {
 	px_proposer p;
-	px_promise	a = promised(B(1, "n1"));
-	px_promise	b = refused(B(3, "n2"));
+	px_promise a = promised(B(1, "n1"));
+	px_promise b = refused(B(3, "n2"));
 
 	(void) state;
 	start(&p, 3, 1);
@@ -415,10 +442,10 @@ test_minority_acceptance_survives_higher_ballot(void **state)
 	px_acceptor_state acc[3];
 	px_proposer p1;
 	px_proposer p2;
-	px_promise	pr;
+	px_promise pr;
 	px_accepted ar;
-	px_status	s = PX_WAIT;
-	int			i;
+	px_status s = PX_WAIT;
+	int i;
 
 	(void) state;
 	for (i = 0; i < 3; i++)
@@ -477,7 +504,7 @@ test_next_append_round(void **state)
 static void
 test_backoff_range_doubles_up_to_max(void **state)
 {
-	uint64_t	r;
+	uint64_t r;
 
 	(void) state;
 	assert_int_equal(px_backoff_us(0, 999, 100, 10000), 99);
@@ -507,7 +534,8 @@ main(void)
 		cmocka_unit_test(test_duplicate_promise_counts_once),
 		cmocka_unit_test(test_stale_promise_of_old_ballot_is_ignored),
 		cmocka_unit_test(test_preempted_when_quorum_out_of_reach),
-		cmocka_unit_test(test_preempted_needs_n_minus_quorum_plus_one_refusals),
+		cmocka_unit_test(
+			test_preempted_needs_n_minus_quorum_plus_one_refusals),
 		cmocka_unit_test(test_retry_picks_number_above_all_seen),
 		cmocka_unit_test(test_phase2_quorum_accepted_is_chosen),
 		cmocka_unit_test(test_phase2_preempted),
@@ -515,6 +543,7 @@ main(void)
 		cmocka_unit_test(test_proposal_frozen_after_quorum),
 		cmocka_unit_test(test_unknown_host_is_ignored),
 		cmocka_unit_test(test_leader_skips_phase1),
+		cmocka_unit_test(test_status_without_answer),
 		cmocka_unit_test(test_max_round_is_tracked),
 		cmocka_unit_test(test_minority_acceptance_survives_higher_ballot),
 		cmocka_unit_test(test_next_append_round),

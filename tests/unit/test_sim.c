@@ -45,8 +45,8 @@ expect_run_ok(sim *s)
 static int
 values_chosen(const sim *s)
 {
-	int64_t		r;
-	int			n = 0;
+	int64_t r;
+	int n = 0;
 
 	for (r = 0; r <= s->max_round_used; r++)
 		n += s->oracle[r].learned && s->oracle[r].learned_value.data != NULL;
@@ -57,8 +57,8 @@ values_chosen(const sim *s)
 static void
 only_node_has_values(sim *s, int idx, int n_values)
 {
-	int			i;
-	int			k;
+	int i;
+	int k;
 
 	for (i = 0; i < s->n; i++)
 		s->nodes[i].n_values = i == idx ? n_values : 0;
@@ -70,7 +70,7 @@ only_node_has_values(sim *s, int idx, int n_values)
 static void
 isolate(sim *s, int idx, int64_t until)
 {
-	int			i;
+	int i;
 
 	for (i = 0; i < s->n; i++)
 		s->side[i] = i == idx ? 0 : 1;
@@ -96,10 +96,10 @@ teardown(void **state)
 static void
 test_calm_network_chooses_every_value_once(void **state)
 {
-	sim		   *s = *state;
-	sim_config	cfg;
-	int			i;
-	int			total = 0;
+	sim *s = *state;
+	sim_config cfg;
+	int i;
+	int total = 0;
 
 	sim_default_config(&cfg, 3);
 	sim_init(s, &cfg, 1);
@@ -118,8 +118,8 @@ test_calm_network_chooses_every_value_once(void **state)
 static void
 test_minority_side_cannot_choose(void **state)
 {
-	sim		   *s = *state;
-	sim_config	cfg;
+	sim *s = *state;
+	sim_config cfg;
 
 	sim_default_config(&cfg, 3);
 	cfg.fault_end = 150000;
@@ -128,7 +128,7 @@ test_minority_side_cannot_choose(void **state)
 	isolate(s, 0, 100000);
 
 	run_until(s, 99000);
-	assert_int_equal(s->max_round_used, 0);	/* n0 promised itself round 0 */
+	assert_int_equal(s->max_round_used, 0); /* n0 promised itself round 0 */
 	assert_false(s->oracle[0].chosen);
 	assert_int_equal(s->nodes[0].acked_round[0], -1);
 
@@ -143,9 +143,9 @@ test_minority_side_cannot_choose(void **state)
 static void
 test_majority_side_keeps_going_and_minority_catches_up(void **state)
 {
-	sim		   *s = *state;
-	sim_config	cfg;
-	int			k;
+	sim *s = *state;
+	sim_config cfg;
+	int k;
 
 	sim_default_config(&cfg, 3);
 	cfg.fault_end = 300000;
@@ -157,7 +157,7 @@ test_majority_side_keeps_going_and_minority_catches_up(void **state)
 
 	run_until(s, 200000);
 	assert_true(sim_client_done(&s->nodes[1]));
-	assert_int_equal(s->nodes[0].log.learn_next, 0);	/* learned nothing */
+	assert_int_equal(s->nodes[0].log.learn_next, 0); /* learned nothing */
 
 	expect_run_ok(s);
 	assert_true(s->nodes[0].log.learn_next > s->nodes[1].acc_max_round);
@@ -170,8 +170,8 @@ test_majority_side_keeps_going_and_minority_catches_up(void **state)
 static void
 test_restarted_node_catches_up(void **state)
 {
-	sim		   *s = *state;
-	sim_config	cfg;
+	sim *s = *state;
+	sim_config cfg;
 
 	sim_default_config(&cfg, 3);
 	cfg.fault_end = 200000;
@@ -197,9 +197,9 @@ test_restarted_node_catches_up(void **state)
 static void
 test_proposer_crash_mid_accept(void **state)
 {
-	sim		   *s = *state;
-	sim_config	cfg;
-	int			seed;
+	sim *s = *state;
+	sim_config cfg;
+	int seed;
 
 	sim_default_config(&cfg, 3);
 	cfg.fault_end = 100000;
@@ -211,7 +211,7 @@ test_proposer_crash_mid_accept(void **state)
 		s->nodes[1].avail_at[0] = 30000;
 		while (s->oracle[0].n == 0 && sim_step(s))
 			;
-		sim_node_crash(s, 0);	/* restarts when the faults stop */
+		sim_node_crash(s, 0); /* restarts when the faults stop */
 		assert_true(s->nodes[0].abandoned[0]);
 		expect_run_ok(s);
 		assert_true(s->nodes[0].acked_round[1] >= 0);
@@ -223,10 +223,10 @@ test_proposer_crash_mid_accept(void **state)
 static void
 test_duelling_proposers(void **state)
 {
-	sim		   *s = *state;
-	sim_config	cfg;
-	int			i;
-	int			k;
+	sim *s = *state;
+	sim_config cfg;
+	int i;
+	int k;
 
 	sim_default_config(&cfg, 5);
 	cfg.min_values = cfg.max_values = 4;
@@ -242,12 +242,12 @@ test_duelling_proposers(void **state)
 static void
 test_seed_replays_exactly(void **state)
 {
-	sim		   *s = *state;
-	sim_config	cfg;
-	uint64_t	steps;
-	int64_t		now;
-	int64_t		r;
-	px_value	log[SIM_MAX_ROUNDS];
+	sim *s = *state;
+	sim_config cfg;
+	uint64_t steps;
+	int64_t now;
+	int64_t r;
+	px_value log[SIM_MAX_ROUNDS];
 
 	sim_random_config(&cfg, 3, 77);
 	sim_init(s, &cfg, 77);
@@ -283,16 +283,16 @@ static void
 random_seeds(sim *s, int n, uint64_t first, uint64_t count)
 {
 	const char *one = getenv("PX_SEED");
-	bool		trace = getenv("PX_TRACE") != NULL;
-	uint64_t	seed;
-	uint64_t	steps = 0;
-	uint64_t	chosen = 0;
-	uint64_t	crashes = 0;
-	uint64_t	partitions = 0;
-	uint64_t	noops = 0;
-	uint64_t	preemptions = 0;
-	uint64_t	timeouts = 0;
-	uint64_t	worst = 0;
+	bool trace = getenv("PX_TRACE") != NULL;
+	uint64_t seed;
+	uint64_t steps = 0;
+	uint64_t chosen = 0;
+	uint64_t crashes = 0;
+	uint64_t partitions = 0;
+	uint64_t noops = 0;
+	uint64_t preemptions = 0;
+	uint64_t timeouts = 0;
+	uint64_t worst = 0;
 
 	if (one != NULL && *one != '\0')
 	{
@@ -306,7 +306,7 @@ random_seeds(sim *s, int n, uint64_t first, uint64_t count)
 
 	for (seed = first; seed < first + count; seed++)
 	{
-		sim_config	cfg;
+		sim_config cfg;
 
 		sim_random_config(&cfg, n, seed);
 		sim_init(s, &cfg, seed);
@@ -327,16 +327,17 @@ random_seeds(sim *s, int n, uint64_t first, uint64_t count)
 		if (s->steps - s->heal_step > worst)
 			worst = s->steps - s->heal_step;
 	}
-	print_message("%d nodes: %llu seeds from %llu: %llu steps, %llu values "
-				  "chosen, %llu no-ops proposed, %llu preemptions, %llu timeouts, "
-				  "%llu crashes, %llu partitions; converged at most %llu steps "
-				  "after the faults (limit %d)\n",
-				  n, (unsigned long long) count, (unsigned long long) first,
-				  (unsigned long long) steps, (unsigned long long) chosen,
-				  (unsigned long long) noops, (unsigned long long) preemptions,
-				  (unsigned long long) timeouts, (unsigned long long) crashes,
-				  (unsigned long long) partitions, (unsigned long long) worst,
-				  SIM_LIVENESS_STEPS);
+	print_message(
+		"%d nodes: %llu seeds from %llu: %llu steps, %llu values "
+		"chosen, %llu no-ops proposed, %llu preemptions, %llu timeouts, "
+		"%llu crashes, %llu partitions; converged at most %llu steps "
+		"after the faults (limit %d)\n",
+		n, (unsigned long long) count, (unsigned long long) first,
+		(unsigned long long) steps, (unsigned long long) chosen,
+		(unsigned long long) noops, (unsigned long long) preemptions,
+		(unsigned long long) timeouts, (unsigned long long) crashes,
+		(unsigned long long) partitions, (unsigned long long) worst,
+		SIM_LIVENESS_STEPS);
 }
 
 static void
@@ -357,7 +358,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_calm_network_chooses_every_value_once),
 		cmocka_unit_test(test_minority_side_cannot_choose),
-		cmocka_unit_test(test_majority_side_keeps_going_and_minority_catches_up),
+		cmocka_unit_test(
+			test_majority_side_keeps_going_and_minority_catches_up),
 		cmocka_unit_test(test_restarted_node_catches_up),
 		cmocka_unit_test(test_proposer_crash_mid_accept),
 		cmocka_unit_test(test_duelling_proposers),
