@@ -36,11 +36,18 @@ import pgcluster  # noqa: E402
 GROUP = 'bench'
 
 
+def client_init():
+    """Signals in a client process: ^C is for the parent, which cleans up;
+    SIGTERM (from Pool.terminate) must simply end the process, not run the
+    parent's handler inherited through fork()."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def client(args):
     """Body of one client process: wait for the common start time, then
     append until the duration is over.  Returns (latencies, error)."""
     connstr, name, start_at, duration = args
-    signal.signal(signal.SIGINT, signal.SIG_IGN)    # the parent cleans up
     conn = pgcluster.Conn(connstr)
     conn.close()                       # connect once early to fail fast
     delay = start_at - time.time()
@@ -68,8 +75,14 @@ def run_scenario(title, nodes, duration):
         node.disconnect()              # no shared sockets across fork()
     start_at = time.time() + 1.0
     jobs = [(n.connstr, n.name, start_at, duration) for n in nodes]
-    with multiprocessing.get_context('fork').Pool(len(jobs)) as pool:
+    pool = multiprocessing.get_context('fork').Pool(len(jobs),
+                                                    initializer=client_init)
+    try:
         results = pool.map(client, jobs)
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
 
     print('\n%s (%d client%s, %.0f s)'
           % (title, len(jobs), '' if len(jobs) == 1 else 's', duration))
