@@ -160,7 +160,7 @@ typedef struct PaxosOutcome
 
 extern void PaxosRunRound(const char *group_id, int64 round,
 						  const char *value_id, const char *value,
-						  PaxosOutcome *outcome);
+						  int priority, PaxosOutcome *outcome);
 extern PeerConnection **PaxosPeersFor(List *connstrs, int *npeers);
 
 /* ---- multi_paxos.c ------------------------------------------------------ */

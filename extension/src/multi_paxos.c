@@ -76,14 +76,16 @@ int64
 PaxosAppendValue(const char *group_id, const char *value_id, const char *value)
 {
 	int64		round = px_next_append_round(LocalMaxRound(group_id), -1);
+	int			lost = 0;
 
 	for (;;)
 	{
 		PaxosOutcome outcome;
 
-		PaxosRunRound(group_id, round, value_id, value, &outcome);
+		PaxosRunRound(group_id, round, value_id, value, lost, &outcome);
 		if (!outcome.value_changed)
 			return round;
+		lost++;
 		round = px_next_append_round(round, outcome.max_round);
 	}
 }
@@ -240,7 +242,7 @@ PaxosLearnLog(const char *group_id, int64 max_round)
 			PaxosOutcome outcome;
 			px_value	value;
 
-			PaxosRunRound(group_id, missing[i], NULL, NULL, &outcome);
+			PaxosRunRound(group_id, missing[i], NULL, NULL, 0, &outcome);
 			value.id = outcome.value_id;
 			value.data = outcome.value;
 			SPI_connect();
@@ -378,7 +380,7 @@ paxos(PG_FUNCTION_ARGS)
 		elog(ERROR, "pg_paxos: return type must be a row type");
 
 	PaxosRunRound(group_id, round, value ? PaxosUniqueValueId(proposer_id) : NULL,
-				  value, &outcome);
+				  value, 0, &outcome);
 
 	values[0] = outcome.value ? CStringGetTextDatum(outcome.value) : (Datum) 0;
 	nulls[0] = outcome.value == NULL;
@@ -443,6 +445,7 @@ paxos_apply_and_append(PG_FUNCTION_ARGS)
 	char	   *value = PaxosTextArg(fcinfo, 2, "proposed_value");
 	char	   *value_id;
 	int64		round;
+	int			lost = 0;
 
 	PaxosCheckProposerId(proposer_id);
 	value_id = PaxosUniqueValueId(proposer_id);
@@ -453,7 +456,7 @@ paxos_apply_and_append(PG_FUNCTION_ARGS)
 
 		PaxosApplyLog(proposer_id, group_id, round);
 		round++;
-		PaxosRunRound(group_id, round, value_id, value, &outcome);
+		PaxosRunRound(group_id, round, value_id, value, lost++, &outcome);
 		if (!outcome.value_changed)
 			PG_RETURN_INT64(round);
 	}

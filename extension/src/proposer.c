@@ -36,6 +36,9 @@
 #define BACKOFF_BASE_US 500
 #define BACKOFF_MAX_US 20000
 
+/* First ballot numbers are drawn from [0, FIRST_BALLOT_RANGE). */
+#define FIRST_BALLOT_RANGE 1024
+
 /* Columns of prepare_response and of the next-round part of accept_response. */
 #define PROMISE_COLUMNS 10
 #define ACCEPT_COLUMNS 8
@@ -89,6 +92,7 @@ static bool OnPromise(void *arg, int host, PGresult *res, const char *error);
 static bool OnAccepted(void *arg, int host, PGresult *res, const char *error);
 static bool OnLearned(void *arg, int host, PGresult *res, const char *error);
 static void Backoff(int conflicts);
+static void Retry(px_proposer *p);
 static void NoMajority(const char *group_id, int64 round, int nhosts,
 					   const FanoutStats *stats) pg_attribute_noreturn();
 static void CarryNext(const char *group_id, int64 round, int64 config_round,
@@ -184,7 +188,7 @@ OnPromise(void *arg, int host, PGresult *res, const char *error)
 		return false;			/* a failure is no refusal: wait for others */
 	enough = FeedPromise(rc, rc->p, host, res, 0);
 	if (rc->newer_config < 0)
-		rc->status = px_proposer_on_promise(rc->p, -1, NULL);
+		rc->status = px_proposer_status(rc->p);
 	return enough;
 }
 
@@ -251,6 +255,19 @@ Backoff(int conflicts)
 	if (us > 0)
 		pg_usleep(us);
 	CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Retry starts a new attempt above every ballot seen, plus a random amount:
+ * competitors that retry after the same preemption would otherwise pick the
+ * same number, and the tie would always go to the same proposer id.
+ */
+static void
+Retry(px_proposer *p)
+{
+	px_proposer_retry(p);
+	p->ballot.number += (int64) pg_prng_uint64_range(&pg_global_prng_state, 0,
+													 FIRST_BALLOT_RANGE - 1);
 }
 
 /* NoMajority reports that too few members answered to decide anything. */
@@ -325,12 +342,15 @@ PaxosPeersFor(List *connstrs, int *npeers)
 /*
  * PaxosRunRound runs Paxos on one round until a value is chosen there, and
  * says which.  value_id/value is what this proposer would like chosen; a
- * NULL value_id proposes a no-op, which is how a round is learned.  Raises
- * an error when no majority answers, or after pg_paxos.paxos_timeout.
+ * NULL value_id proposes a no-op, which is how a round is learned.
+ * priority is how many rounds in a row this proposer has lost to others:
+ * each lost round lifts its first ballot above those of fresher proposers,
+ * so that a node that keeps losing wins soon (no starvation).  Raises an
+ * error when no majority answers, or after pg_paxos.paxos_timeout.
  */
 void
 PaxosRunRound(const char *group_id, int64 round, const char *value_id,
-			  const char *value, PaxosOutcome *outcome)
+			  const char *value, int priority, PaxosOutcome *outcome)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -343,7 +363,7 @@ PaxosRunRound(const char *group_id, int64 round, const char *value_id,
 	px_proposer next;
 	px_value	own;
 	int			conflicts = 0;
-	int64		number = 0;
+	int64		number;
 	int			npeers;
 	PeerConnection **peers;
 	char		round_str[32];
@@ -361,6 +381,13 @@ PaxosRunRound(const char *group_id, int64 round, const char *value_id,
 	own.data = value_id ? value : NULL;
 	memset(outcome, 0, sizeof(*outcome));
 	outcome->max_round = -1;
+
+	/*
+	 * A random first ballot number, so that no proposer wins every tie by
+	 * its id, lifted by the rounds it lost in a row.
+	 */
+	number = (int64) Min(priority, 1000000) * FIRST_BALLOT_RANGE +
+		(int64) pg_prng_uint64_range(&pg_global_prng_state, 0, FIRST_BALLOT_RANGE - 1);
 
 restart:
 	SPI_connect();
@@ -395,7 +422,7 @@ restart:
 	skip_phase1 = carry.has_next && carry.next_round == round &&
 		carry.next_config == group.config_round && carry.next.n_hosts == npeers &&
 		strcmp(carry.next_group, group_id) == 0 &&
-		px_proposer_on_promise(&carry.next, -1, NULL) == PX_PROMISED &&
+		px_proposer_status(&carry.next) == PX_PROMISED &&
 		!carry.next.adopted;
 	if (skip_phase1)
 	{
@@ -462,7 +489,7 @@ restart:
 			if (rc.status == PX_PREEMPTED)
 			{
 				Backoff(++conflicts);
-				px_proposer_retry(&p);
+				Retry(&p);
 				continue;
 			}
 		}
@@ -491,7 +518,7 @@ restart:
 		if (rc.status == PX_WAIT)
 			NoMajority(group_id, round, npeers, &stats);
 		Backoff(++conflicts);
-		px_proposer_retry(&p);
+		Retry(&p);
 	}
 
 	outcome->value_id = p.proposal.id ? pstrdup(p.proposal.id) : NULL;
@@ -499,7 +526,7 @@ restart:
 	outcome->ballot = p.chosen_ballot;
 	outcome->value_changed = px_proposer_value_changed(&p);
 
-	if (rc.next != NULL && px_proposer_on_promise(&next, -1, NULL) == PX_PROMISED)
+	if (rc.next != NULL && px_proposer_status(&next) == PX_PROMISED)
 		CarryNext(group_id, round + 1, group.config_round, &next);
 
 	if (MembershipIsChange(p.proposal) ||
