@@ -349,6 +349,7 @@ PaxosApplyLog(const char *proposer_id, const char *group_id, int64 max_round)
 					strlen(PAXOS_INTERNAL_PREFIX "noop:")) != 0)
 			ExecuteLogValue(group_id, round, st.value.data);
 	}
+	values[0] = CStringGetTextDatum(group_id);	/* the first one went with SPI_finish */
 	values[1] = Int64GetDatum(max_round);
 	if (SPI_execute_with_args("UPDATE pgp_metadata.\"group\" SET last_applied_round = $2"
 							  " WHERE group_id = $1", 2, types, values, NULL,
