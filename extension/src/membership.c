@@ -13,7 +13,9 @@
  * new membership knows it, and acceptors report the membership they know in
  * every promise, so a proposer two changes behind is stopped (proposer.c).
  *
- * Lookups expect the caller to be connected to SPI.
+ * Lookups expect the caller to be connected to SPI.  Messages raised here
+ * hide the statement (errhidestmt): its connection strings may carry
+ * passwords, which must never reach the server log.
  */
 #include "pg_paxos.h"
 
@@ -82,7 +84,8 @@ GroupLoadOrError(const char *group_id, GroupInfo *group)
 {
 	if (!GroupLoad(group_id, group))
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				(errhidestmt(true),
+				 errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("paxos group \"%s\" does not exist on this node", group_id),
 				 errhint("Create it with paxos_create_group or join it with paxos_join_group.")));
 }
@@ -177,7 +180,8 @@ MembershipApplyChosen(const char *group_id, int64 round, px_value value)
 			(errmsg("pg_paxos: group \"%s\" membership change in round " INT64_FORMAT ": %s %s",
 					group_id, round,
 					value.id[strlen(PAXOS_INTERNAL_PREFIX)] == 'a' ? "added" : "removed",
-					PaxosConnstrForDisplay(value.data))));
+					PaxosConnstrForDisplay(value.data)),
+			 errhidestmt(true)));	/* the statement may carry a password */
 }
 
 /* CheckGroupName refuses empty group names. */
@@ -186,7 +190,8 @@ CheckGroupName(const char *group_id)
 {
 	if (group_id[0] == '\0')
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errhidestmt(true),
+				 errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("current_group_id must not be empty")));
 }
 
@@ -204,7 +209,8 @@ CheckConnstr(const char *connstr, const char *argname)
 		if (err)
 			PQfreemem(err);
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errhidestmt(true),
+				 errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s is not a valid connection string: %s", argname, msg),
 				 errhint("Use libpq's key=value form, e.g. 'host=10.0.0.1 port=5432'.")));
 	}
@@ -233,7 +239,8 @@ CheckConnstrReachesSelf(const char *connstr, const char *argname)
 
 		PQfinish(conn);
 		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
+				(errhidestmt(true),
+				 errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not connect to this node through %s \"%s\"",
 						argname, PaxosConnstrForDisplay(connstr)),
 				 errdetail("%s", msg),
@@ -247,7 +254,8 @@ CheckConnstrReachesSelf(const char *connstr, const char *argname)
 		PQclear(res);
 		PQfinish(conn);
 		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
+				(errhidestmt(true),
+				 errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not identify the server behind %s", argname),
 				 errdetail("%s", msg)));
 	}
@@ -261,7 +269,8 @@ CheckConnstrReachesSelf(const char *connstr, const char *argname)
 	local_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	if (strcmp(remote_id, local_id) != 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errhidestmt(true),
+				 errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s \"%s\" reaches another server, not this one",
 						argname, PaxosConnstrForDisplay(connstr)),
 				 errhint("Pass the address under which the other nodes reach this node.")));
@@ -288,7 +297,8 @@ paxos_create_group(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (GroupLoad(group_id, &existing))
 		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				(errhidestmt(true),
+				 errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("paxos group \"%s\" already exists on this node", group_id)));
 	CheckConnstrReachesSelf(connstr, "founder_connection_string");
 
@@ -326,7 +336,8 @@ RemoteQuery(PGconn *conn, const char *sql, const char *param, const char *displa
 		PQclear(res);
 		PQfinish(conn);
 		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
+				(errhidestmt(true),
+				 errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("query on existing node \"%s\" failed", display),
 				 errdetail("%s", msg)));
 	}
@@ -358,7 +369,8 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 
 		PQfinish(conn);
 		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
+				(errhidestmt(true),
+				 errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not connect to existing node \"%s\"", display),
 				 errdetail("%s", msg)));
 	}
@@ -371,7 +383,8 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 		PQclear(res);
 		PQfinish(conn);
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				(errhidestmt(true),
+				 errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("paxos group \"%s\" does not exist on node \"%s\"", group_id, display)));
 	}
 	values[0] = CStringGetTextDatum(group_id);
@@ -457,7 +470,8 @@ paxos_join_group(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (GroupLoad(group_id, &group))
 		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				(errhidestmt(true),
+				 errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("this node is already a member of paxos group \"%s\"", group_id),
 				 errhint("Call paxos_leave_group first to join it again.")));
 	CheckConnstrReachesSelf(own, "own_connection_string");
