@@ -43,7 +43,8 @@ install: all
 test: install
 	@tests/run_all.sh
 
-demo: install
+# demo.sh start checks packages, builds and installs by itself (quietly).
+demo:
 	@scripts/demo.sh start
 
 demo-stop:
