@@ -10,7 +10,8 @@
  *    peer_connection.c  cached libpq connections to peers
  *    fanout.c           one request to many peers at once, one poll loop
  *    proposer.c         single-decree Paxos driven by the core (phase 1a/2a)
- *    multi_paxos.c      the log: append, learn, apply, max round
+ *    multi_paxos.c      the log: append, apply, max round
+ *    learner.c          learning rounds this node missed
  */
 #ifndef PG_PAXOS_H
 #define PG_PAXOS_H
@@ -38,6 +39,7 @@ extern void PaxosCheckProposerId(const char *proposer_id);
 extern char *PaxosUniqueValueId(const char *proposer_id);
 extern const char *PaxosExtensionSchema(void);
 extern List *PaxosStringListCopy(List *strings);
+extern char *PaxosTrimMessage(const char *message);
 
 /* Prefix of value ids that pg_paxos itself puts in the log. */
 #define PAXOS_INTERNAL_PREFIX "pg_paxos:"
@@ -88,6 +90,7 @@ typedef enum RpcKind
 	RPC_MAX_ROUND,
 	RPC_DECIDED_ROUNDS,
 	RPC_IDENTITY,
+	RPC_COPY_DECIDED,
 	RPC_KIND_COUNT
 } RpcKind;
 
@@ -163,7 +166,7 @@ extern void PaxosRunRound(const char *group_id, int64 round,
 						  int priority, PaxosOutcome *outcome);
 extern PeerConnection **PaxosPeersFor(List *connstrs, int *npeers);
 
-/* ---- multi_paxos.c ------------------------------------------------------ */
+/* ---- multi_paxos.c, learner.c ----------------------------------------- */
 
 extern int64 PaxosAppendValue(const char *group_id, const char *value_id,
 							  const char *value);

@@ -181,6 +181,15 @@ RETURNS SETOF decided_round
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_decided_rounds';
 
+/* A node asks its own acceptor to copy chosen entries from the others. */
+CREATE FUNCTION paxos_copy_decided(
+	current_group_id text,
+	from_round_num bigint,
+	to_round_num bigint)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_copy_decided';
+
 /* ---- the pg_paxos README's interface ---------------------------------- */
 
 CREATE FUNCTION paxos(

@@ -65,7 +65,8 @@ Finish(FanoutCallState *fc, PeerConnection **peers, int host, PGresult *res,
 	{
 		fc->stats->failed++;
 		if (fc->stats->first_error == NULL)
-			fc->stats->first_error = psprintf("%s: %s", peers[host]->display, error);
+			fc->stats->first_error = psprintf("%s: %s", peers[host]->display,
+											  PaxosTrimMessage(error));
 	}
 	else
 		fc->stats->answered++;

@@ -204,7 +204,7 @@ CheckConnstr(const char *connstr, const char *argname)
 
 	if (opts == NULL)
 	{
-		char	   *msg = err ? pstrdup(err) : pstrdup("out of memory");
+		char	   *msg = PaxosTrimMessage(err ? err : "out of memory");
 
 		if (err)
 			PQfreemem(err);
@@ -235,7 +235,7 @@ CheckConnstrReachesSelf(const char *connstr, const char *argname)
 								Max(2, PaxosRpcTimeoutMs / 1000)));
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
-		char	   *msg = pstrdup(PQerrorMessage(conn));
+		char	   *msg = PaxosTrimMessage(PQerrorMessage(conn));
 
 		PQfinish(conn);
 		ereport(ERROR,
@@ -249,7 +249,7 @@ CheckConnstrReachesSelf(const char *connstr, const char *argname)
 	res = PQexec(conn, PeerStatementSql(RPC_IDENTITY));
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{
-		char	   *msg = pstrdup(PQerrorMessage(conn));
+		char	   *msg = PaxosTrimMessage(PQerrorMessage(conn));
 
 		PQclear(res);
 		PQfinish(conn);
@@ -331,15 +331,15 @@ RemoteQuery(PGconn *conn, const char *sql, const char *param, const char *displa
 
 	if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
 	{
-		char	   *msg = pstrdup(PQresultErrorMessage(res));
+		char	   *msg = PaxosTrimMessage(PQresultErrorMessage(res));
 
 		PQclear(res);
 		PQfinish(conn);
 		ereport(ERROR,
 				(errhidestmt(true),
 				 errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("query on existing node \"%s\" failed", display),
-				 errdetail("%s", msg)));
+				 errmsg("query on the existing node failed: %s", msg),
+				 errdetail("The node is \"%s\".", display)));
 	}
 	return res;
 }
@@ -365,13 +365,13 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 								Max(2, PaxosRpcTimeoutMs / 1000)));
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
-		char	   *msg = pstrdup(PQerrorMessage(conn));
+		char	   *msg = PaxosTrimMessage(PQerrorMessage(conn));
 
 		PQfinish(conn);
 		ereport(ERROR,
 				(errhidestmt(true),
 				 errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not connect to existing node \"%s\"", display),
+				 errmsg("could not connect to the existing node \"%s\"", display),
 				 errdetail("%s", msg)));
 	}
 
@@ -385,7 +385,9 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 		ereport(ERROR,
 				(errhidestmt(true),
 				 errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("paxos group \"%s\" does not exist on node \"%s\"", group_id, display)));
+				 errmsg("paxos group \"%s\" does not exist on the existing node", group_id),
+				 errdetail("The node is \"%s\".", display),
+				 errhint("Pass the connection string of a current member of the group.")));
 	}
 	values[0] = CStringGetTextDatum(group_id);
 	values[1] = Int64GetDatum(strtoi64(PQgetvalue(res, 0, 0), NULL, 10));

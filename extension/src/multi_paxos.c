@@ -23,12 +23,8 @@
 PG_FUNCTION_INFO_V1(paxos);
 PG_FUNCTION_INFO_V1(paxos_append);
 PG_FUNCTION_INFO_V1(paxos_max_group_round);
-PG_FUNCTION_INFO_V1(paxos_learn_log);
 PG_FUNCTION_INFO_V1(paxos_apply_log);
 PG_FUNCTION_INFO_V1(paxos_apply_and_append);
-
-/* Rounds fetched from peers per request during catch-up. */
-#define LEARN_BATCH 1000
 
 /* Advisory lock class serialising appliers of one group on one node. */
 #define APPLY_LOCK_CLASS 29030
@@ -40,16 +36,7 @@ typedef struct MaxRoundCollector
 	int			quorum;
 } MaxRoundCollector;
 
-typedef struct DecidedCollector
-{
-	const char *group_id;
-	int			answers;
-	int			quorum;
-	int64		learned;
-} DecidedCollector;
-
 static bool OnMaxRound(void *arg, int host, PGresult *res, const char *error);
-static bool OnDecidedRounds(void *arg, int host, PGresult *res, const char *error);
 static int64 LocalMaxRound(const char *group_id);
 static void ExecuteLogValue(const char *group_id, int64 round, const char *sql);
 
@@ -142,120 +129,6 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 						   stats.first_error ? " First failure: " : "",
 						   stats.first_error ? stats.first_error : "")));
 	return mc.max_round;
-}
-
-/*
- * OnDecidedRounds records the chosen entries a peer sent.  Any entry a peer
- * knows as chosen is chosen: learners only record values after a majority
- * accepted them.
- */
-static bool
-OnDecidedRounds(void *arg, int host, PGresult *res, const char *error)
-{
-	DecidedCollector *dc = (DecidedCollector *) arg;
-	int			i;
-
-	if (res == NULL)
-		return false;
-	SPI_connect();
-	for (i = 0; i < PQntuples(res); i++)
-	{
-		px_ballot	ballot;
-		px_value	value;
-
-		px_ballot_set(&ballot, strtoi64(PQgetvalue(res, i, 1), NULL, 10),
-					  PQgetvalue(res, i, 2));
-		value.id = PQgetvalue(res, i, 3);
-		value.data = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
-		if (RoundStoreLearn(dc->group_id, strtoi64(PQgetvalue(res, i, 0), NULL, 10),
-							&ballot, value))
-			dc->learned++;
-	}
-	SPI_finish();
-	return ++dc->answers >= dc->quorum;
-}
-
-/*
- * PaxosLearnLog makes this node know the chosen value of every round up to
- * max_round, and returns how many rounds it learned.  Learned entries are
- * written in the caller's transaction.
- */
-int64
-PaxosLearnLog(const char *group_id, int64 max_round)
-{
-	MemoryContext outer = CurrentMemoryContext;
-	int64		learned = 0;
-	int64		from_round;
-	int64	   *missing = palloc(sizeof(int64) * LEARN_BATCH);
-	GroupInfo	group;
-
-	SPI_connect();
-	GroupLoadOrError(group_id, &group);
-	SPI_finish();
-	from_round = group.last_applied_round + 1;
-
-	for (;;)
-	{
-		List	   *hosts;
-		PeerConnection **peers;
-		int			npeers;
-		int			nmissing;
-		int			i;
-		char		from_str[32];
-		char		to_str[32];
-		const char *params[3];
-		DecidedCollector dc;
-		FanoutStats stats;
-
-		CHECK_FOR_INTERRUPTS();
-		SPI_connect();
-		nmissing = RoundStoreUndecidedIn(group_id, from_round, max_round,
-										 missing, LEARN_BATCH);
-		MemoryContextSwitchTo(outer);
-		hosts = nmissing > 0 ? PaxosStringListCopy(GroupHostsForRound(group_id, missing[0])) : NIL;
-		SPI_finish();
-		if (nmissing == 0)
-			break;
-
-		/* copy what peers know as chosen */
-		peers = PaxosPeersFor(hosts, &npeers);
-		snprintf(from_str, sizeof(from_str), INT64_FORMAT, missing[0]);
-		snprintf(to_str, sizeof(to_str), INT64_FORMAT, missing[nmissing - 1]);
-		params[0] = group_id;
-		params[1] = from_str;
-		params[2] = to_str;
-		dc.group_id = group_id;
-		dc.answers = 0;
-		dc.quorum = npeers / 2 + 1;
-		dc.learned = 0;
-		FanoutCall(peers, npeers, RPC_DECIDED_ROUNDS, params, 3, PaxosRpcTimeoutMs,
-				   OnDecidedRounds, &dc, &stats);
-		learned += dc.learned;
-
-		/* run Paxos for what nobody reported as chosen */
-		SPI_connect();
-		nmissing = RoundStoreUndecidedIn(group_id, missing[0], missing[nmissing - 1],
-										 missing, LEARN_BATCH);
-		SPI_finish();
-		for (i = 0; i < nmissing; i++)
-		{
-			PaxosOutcome outcome;
-			px_value	value;
-
-			PaxosRunRound(group_id, missing[i], NULL, NULL, 0, &outcome);
-			value.id = outcome.value_id;
-			value.data = outcome.value;
-			SPI_connect();
-			if (RoundStoreLearn(group_id, missing[i], &outcome.ballot, value))
-				learned++;
-			SPI_finish();
-		}
-		from_round = missing[nmissing > 0 ? nmissing - 1 : 0] + 1;
-		if (nmissing == 0)
-			from_round = strtoi64(to_str, NULL, 10) + 1;
-	}
-	pfree(missing);
-	return learned;
 }
 
 /*
@@ -409,16 +282,6 @@ paxos_max_group_round(PG_FUNCTION_ARGS)
 	bool		accepted_only = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
 
 	PG_RETURN_INT64(PaxosMaxGroupRound(group_id, accepted_only));
-}
-
-/* paxos_learn_log: see PaxosLearnLog. */
-Datum
-paxos_learn_log(PG_FUNCTION_ARGS)
-{
-	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
-	int64		max_round = PaxosInt64Arg(fcinfo, 1, "max_round_num");
-
-	PG_RETURN_INT64(PaxosLearnLog(group_id, max_round));
 }
 
 /* paxos_apply_log executes the log up to max_round_num; returns it. */

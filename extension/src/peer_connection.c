@@ -100,7 +100,7 @@ PeerDisconnect(PeerConnection *peer, const char *why)
 {
 	if (peer->last_error)
 		pfree(peer->last_error);
-	peer->last_error = MemoryContextStrdup(TopMemoryContext, why ? why : "");
+	peer->last_error = MemoryContextStrdup(TopMemoryContext, PaxosTrimMessage(why));
 	if (peer->result)
 		PQclear(peer->result);
 	peer->result = NULL;
@@ -202,7 +202,8 @@ PeerStatementName(RpcKind kind)
 {
 	static const char *const names[RPC_KIND_COUNT] = {
 		"pg_paxos_prepare", "pg_paxos_accept", "pg_paxos_confirm",
-		"pg_paxos_max_round", "pg_paxos_decided_rounds", "pg_paxos_identity"
+		"pg_paxos_max_round", "pg_paxos_decided_rounds", "pg_paxos_identity",
+		"pg_paxos_copy_decided"
 	};
 
 	return names[kind];
@@ -258,6 +259,9 @@ PeerStatementSql(RpcKind kind)
 								" current_setting('port') || '/' ||"
 								" extract(epoch FROM pg_postmaster_start_time())::text"
 								" FROM pg_control_system()");
+				break;
+			case RPC_COPY_DECIDED:
+				text = psprintf("SELECT %s.paxos_copy_decided($1, $2::bigint, $3::bigint)", s);
 				break;
 			case RPC_KIND_COUNT:
 				elog(ERROR, "pg_paxos: bad RPC kind");

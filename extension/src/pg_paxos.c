@@ -194,3 +194,18 @@ PaxosStringListCopy(List *strings)
 		copy = lappend(copy, pstrdup((char *) lfirst(lc)));
 	return copy;
 }
+
+/*
+ * PaxosTrimMessage copies a libpq message without its trailing newlines, so
+ * that it reads well inside our own messages.
+ */
+char *
+PaxosTrimMessage(const char *message)
+{
+	char	   *copy = pstrdup(message ? message : "");
+	int			len = strlen(copy);
+
+	while (len > 0 && (copy[len - 1] == '\n' || copy[len - 1] == ' '))
+		copy[--len] = '\0';
+	return copy;
+}

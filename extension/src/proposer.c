@@ -57,6 +57,8 @@ typedef struct LearnCollector
 {
 	int			needed;			/* answers to wait for */
 	int			acks;
+	int			local;			/* this node's index, to wait for; or -1 */
+	bool		local_done;
 } LearnCollector;
 
 /*
@@ -91,6 +93,7 @@ static bool FeedPromise(RoundCollector *rc, px_proposer *p, int host,
 static bool OnPromise(void *arg, int host, PGresult *res, const char *error);
 static bool OnAccepted(void *arg, int host, PGresult *res, const char *error);
 static bool OnLearned(void *arg, int host, PGresult *res, const char *error);
+static int	LocalHostIndex(List *hosts, const char *group_id);
 static void Backoff(int conflicts);
 static void Retry(px_proposer *p);
 static void NoMajority(const char *group_id, int64 round, int nhosts,
@@ -233,7 +236,8 @@ OnAccepted(void *arg, int host, PGresult *res, const char *error)
 
 /*
  * OnLearned counts learners that recorded the chosen value.  A membership
- * change waits for a majority, which the next change relies on.
+ * change waits for a majority, which the next change relies on; a round
+ * learned on purpose waits for this node's own learner.
  */
 static bool
 OnLearned(void *arg, int host, PGresult *res, const char *error)
@@ -242,7 +246,9 @@ OnLearned(void *arg, int host, PGresult *res, const char *error)
 
 	if (res != NULL)
 		lc->acks++;
-	return lc->acks >= lc->needed;
+	if (host == lc->local)
+		lc->local_done = true;
+	return lc->acks >= lc->needed && (lc->local < 0 || lc->local_done);
 }
 
 /* Backoff sleeps a random time that grows with consecutive preemptions. */
@@ -323,6 +329,27 @@ CarryLearn(const char *group_id, int64 round, int64 number)
 	carry.learn_group = CarryString(group_id);
 	carry.learn_round = round;
 	carry.learn_number = number;
+}
+
+/* LocalHostIndex is this node's position among a round's hosts, or -1. */
+static int
+LocalHostIndex(List *hosts, const char *group_id)
+{
+	GroupInfo	group;
+	ListCell   *lc;
+	int			i = 0;
+	int			found = -1;
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	foreach(lc, hosts)
+	{
+		if (strcmp((char *) lfirst(lc), group.own_connection_string) == 0)
+			found = i;
+		i++;
+	}
+	SPI_finish();
+	return found;
 }
 
 /* PaxosPeersFor maps connection strings to cached peer connections. */
@@ -496,13 +523,13 @@ restart:
 		skip_phase1 = false;
 		px_proposer_begin_accept(&p);
 
-		/* phase 2a: accept, with phase 1a of the next round */
+		/* phase 2a: accept, with phase 1a of the next round for an append */
 		px_proposer_start(&next, npeers, proposer_id, p.ballot.number,
 						  (px_value) {NULL, NULL});
-		rc.next = &next;
+		rc.next = value_id != NULL ? &next : NULL;
 		params[6] = p.proposal.id;
 		params[7] = p.proposal.data;
-		params[8] = "true";
+		params[8] = rc.next != NULL ? "true" : "false";
 		{
 			/* accept takes learned_* after the value: reorder the params */
 			const char *accept_params[9] = {params[0], params[1], params[2], params[3],
@@ -529,18 +556,23 @@ restart:
 	if (rc.next != NULL && px_proposer_status(&next) == PX_PROMISED)
 		CarryNext(group_id, round + 1, group.config_round, &next);
 
-	if (MembershipIsChange(p.proposal) ||
+	if (MembershipIsChange(p.proposal) || value_id == NULL ||
 		strcmp(p.chosen_ballot.proposer, proposer_id) != 0)
 	{
-		/* learn now: tell every member; a membership change needs a majority */
+		/*
+		 * Learn now: tell every member.  A membership change needs a
+		 * majority; a learner (no value of its own) waits for this node.
+		 */
 		snprintf(number_str, sizeof(number_str), INT64_FORMAT, p.chosen_ballot.number);
 		params[0] = p.chosen_ballot.proposer;
 		params[4] = p.proposal.id;
 		params[5] = p.proposal.data;
 		lcol.needed = MembershipIsChange(p.proposal) ? p.quorum : 0;
 		lcol.acks = 0;
+		lcol.local = value_id == NULL ? LocalHostIndex(hosts, group_id) : -1;
+		lcol.local_done = false;
 		FanoutCall(peers, npeers, RPC_CONFIRM, params, 6, PaxosRpcTimeoutMs,
-				   lcol.needed > 0 ? OnLearned : NULL, &lcol, &stats);
+				   lcol.needed > 0 || lcol.local >= 0 ? OnLearned : NULL, &lcol, &stats);
 		if (lcol.acks < lcol.needed)
 			NoMajority(group_id, round, npeers, &stats);
 	}

@@ -203,11 +203,7 @@ RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
 		{
 			GroupInfo	group;
 
-			if (!GroupLoad(group_id, &group))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("paxos group \"%s\" does not exist on this node",
-								group_id)));
+			GroupLoadOrError(group_id, &group);
 		}
 
 		if (!step(&st, arg))
