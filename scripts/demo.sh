@@ -57,14 +57,17 @@ is_running() {
 
 # psql NODE SQL: run SQL on node NODE, unaligned, tuples only.
 psql_node() {
-	"$(bindir)/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 \
+	PGOPTIONS='-c client_min_messages=warning' "$(bindir)/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 \
 		-p "$(port_of "$1")" -U postgres -d postgres -c "$2"
 }
 
+# Whether something listens on 127.0.0.1:PORT.  SO_REUSEADDR, as
+# PostgreSQL sets it, so that connections in TIME_WAIT do not count.
 port_in_use() {
 	/usr/bin/python3 - "$1" <<'EOF'
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(('127.0.0.1', int(sys.argv[1])))
 except OSError:
