@@ -35,8 +35,6 @@ current_proposer_id := 'node-a/1254',
 current_group_id := 'ha_postgres',
 current_round_num := paxos_max_group_round('ha_postgres'));"""
 
-README_OPTIMISTIC = "SET pg_paxos.consistency_model TO 'optimistic';"
-README_STRONG = "SET pg_paxos.consistency_model TO 'strong';"
 
 
 def form_group_as_readme(cluster, group):
@@ -87,7 +85,5 @@ def test_readme_log_functions(cluster):
             assert node.sql('SELECT x, y FROM coordinates') == [(3, 3)], \
                 node.name
 
-    node_a.sql(README_OPTIMISTIC)
-    assert node_a.scalar('SHOW pg_paxos.consistency_model') == 'optimistic'
-    node_a.sql(README_STRONG)
-    assert node_a.scalar('SHOW pg_paxos.consistency_model') == 'strong'
+    # The README's SET pg_paxos.consistency_model examples belong to table
+    # replication (strong and optimistic reads), tested with it.
