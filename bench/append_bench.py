@@ -14,7 +14,15 @@ it prints appends per second, mean and p99 latency, and for the concurrent one
 the number of appends each node's client completed and the max/min ratio of
 those counts (1.0 = every node got an equal share of the log).
 
+With --reference-sql, the same scenarios also run, in the same run, on a
+second cluster running the original PL/pgSQL pg_paxos over dblink: give the
+path of its sql/pg_paxos.sql (from citusdata/pg_paxos; it is not part of
+this repository).  Its one C function (paxos_execute, for table
+replication) is left out; paxos_append does not use it.  The script then
+prints our/reference ratios.
+
     /usr/bin/python3 bench/append_bench.py [--duration 10] [--nodes 3]
+                                           [--reference-sql PATH]
 
 The cluster is stopped and removed when the script ends, however it ends.
 """
@@ -69,8 +77,23 @@ def percentile(values, p):
     return ordered[k]
 
 
+def load_reference(cluster, path):
+    """Install the original pg_paxos (PL/pgSQL over dblink) on every node,
+    without its C function, and form the group with its own functions."""
+    sql = open(path).read()
+    start = sql.find('CREATE FUNCTION paxos_execute(')
+    if start >= 0:
+        end = sql.index('$$paxos_execute$$;', start) + len('$$paxos_execute$$;')
+        sql = sql[:start] + sql[end:]
+    for node in cluster:
+        node.sql('CREATE EXTENSION dblink')
+        node.sql(sql)
+    cluster.form_group(GROUP)
+
+
 def run_scenario(title, nodes, duration):
-    """Run one client per node in nodes concurrently; print the results."""
+    """Run one client per node in nodes concurrently; print the results and
+    return (appends per second, max/min share) or None if nothing worked."""
     for node in nodes:
         node.disconnect()              # no shared sockets across fork()
     start_at = time.time() + 1.0
@@ -92,7 +115,7 @@ def run_scenario(title, nodes, duration):
     latencies = [lat for lats, _ in results for lat in lats]
     if not latencies:
         print('  no append succeeded')
-        return False
+        return None
     print('  appends/s      %10.1f' % (len(latencies) / duration))
     print('  mean latency   %10.2f ms' % (statistics.mean(latencies) * 1000))
     print('  p99 latency    %10.2f ms' % (percentile(latencies, 99) * 1000))
@@ -105,7 +128,20 @@ def run_scenario(title, nodes, duration):
             print('  share max/min  %10.2f' % (max(counts) / min(counts)))
         else:
             print('  share max/min        inf (a node completed nothing)')
-    return not errors
+    if errors:
+        return None
+    return len(latencies) / duration
+
+
+def run_all(label, cluster, duration):
+    """Both scenarios on one cluster; returns their appends per second."""
+    print('\n== %s: %s' % (label, ', '.join('%s:%d' % (n.name, n.port)
+                                             for n in cluster)))
+    single = run_scenario('1. one client on node1', cluster.nodes[:1],
+                          duration)
+    concurrent = run_scenario('2. one client per node, concurrently',
+                              cluster.nodes, duration)
+    return single, concurrent
 
 
 def main():
@@ -114,25 +150,42 @@ def main():
                         help='seconds per scenario (default 10)')
     parser.add_argument('--nodes', type=int, default=3,
                         help='cluster size (default 3)')
+    parser.add_argument('--reference-sql', metavar='PATH',
+                        help="the original pg_paxos's sql/pg_paxos.sql, to "
+                             'run side by side')
     opts = parser.parse_args()
 
-    # Turn SIGTERM into an exception so that the cluster is cleaned up.
+    # Turn SIGTERM into an exception so that the clusters are cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    print('starting %d nodes ...' % opts.nodes)
     cluster = pgcluster.Cluster(opts.nodes)
     try:
-        print('starting %d nodes ...' % opts.nodes)
         cluster.start()
         cluster.form_group(GROUP)
-        print('group %r formed: %s'
-              % (GROUP, ', '.join('%s:%d' % (n.name, n.port)
-                                  for n in cluster)))
-        ok = run_scenario('1. one client on node1', cluster.nodes[:1],
-                          opts.duration)
-        ok = run_scenario('2. one client per node, concurrently',
-                          cluster.nodes, opts.duration) and ok
+        ours = run_all('pg_paxos (this repository)', cluster, opts.duration)
     finally:
         cluster.destroy()
+
+    ref = None
+    if opts.reference_sql:
+        cluster = pgcluster.Cluster(opts.nodes, preload='',
+                                    create_extension=False)
+        try:
+            cluster.start()
+            load_reference(cluster, opts.reference_sql)
+            ref = run_all('reference: original pg_paxos (PL/pgSQL, dblink)',
+                          cluster, opts.duration)
+        finally:
+            cluster.destroy()
+        print('\n== ours / reference')
+        for name, a, b in zip(('1 client', 'client per node'), ours, ref):
+            if a and b:
+                print('  %-16s %8.1fx  (%.1f vs %.1f appends/s)'
+                      % (name, a / b, a, b))
+            else:
+                print('  %-16s      n/a' % name)
+    ok = all(ours) and (ref is None or all(ref))
     return 0 if ok else 1
 
 

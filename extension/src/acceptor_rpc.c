@@ -48,6 +48,7 @@ static void PromiseToDatums(const px_promise *reply, int64 max_round,
 							int64 config_round, Datum *values, bool *nulls);
 static void LearnPiggybacked(FunctionCallInfo fcinfo, int argno,
 							 const char *group_id, const px_ballot *ballot);
+static bool LearnOwnStep(px_acceptor_state *st, void *arg);
 
 /*
  * BallotFromArgs reads the (proposer id, group, round, proposal number)
@@ -140,10 +141,19 @@ LearnPiggybacked(FunctionCallInfo fcinfo, int argno, const char *group_id,
 	round = PG_GETARG_INT64(argno);
 	PaxosCheckRoundNumber(round, "learned_round_num");
 	px_ballot_set(&learned, PG_GETARG_INT64(argno + 1), ballot->proposer);
-	if (!RoundStoreLoad(group_id, round, false, &st) || st.decided ||
-		!st.has_accepted || px_ballot_cmp(&st.accepted, &learned) != 0)
-		return;
-	RoundStoreLearn(group_id, round, &learned, st.value);
+	RoundStoreStep(group_id, round, LearnOwnStep, &learned, &st);
+}
+
+/* LearnOwnStep is the learn step of LearnPiggybacked. */
+static bool
+LearnOwnStep(px_acceptor_state *st, void *arg)
+{
+	const px_ballot *learned = (const px_ballot *) arg;
+
+	if (st->decided || !st->has_accepted ||
+		px_ballot_cmp(&st->accepted, learned) != 0 || MembershipIsChange(st->value))
+		return false;
+	return px_acceptor_learn(st, learned, st->value);
 }
 
 /*
@@ -222,9 +232,9 @@ paxos_request_accept(PG_FUNCTION_ARGS)
 	prepare_next = prepare_next && aa.reply.accepted && round < PG_INT64_MAX;
 	if (prepare_next)
 	{
+		/* max_round is left out: it only matters to a proposer that lost */
 		pa.ballot = aa.ballot;
 		RoundStoreStep(group_id, round + 1, PrepareStep, &pa, &st);
-		max_round = RoundStoreMaxRound(group_id, true);
 	}
 
 	MemoryContextSwitchTo(outer);

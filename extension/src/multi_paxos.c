@@ -62,8 +62,15 @@ LocalMaxRound(const char *group_id)
 int64
 PaxosAppendValue(const char *group_id, const char *value_id, const char *value)
 {
-	int64		round = px_next_append_round(LocalMaxRound(group_id), -1);
+	int64		round = PaxosPreparedRound(group_id);
 	int			lost = 0;
+
+	/*
+	 * Where the previous append prepared the next round, go there; if
+	 * someone else took it meanwhile, the round says so and we move on.
+	 */
+	if (round < 0)
+		round = px_next_append_round(LocalMaxRound(group_id), -1);
 
 	for (;;)
 	{

@@ -352,6 +352,18 @@ LocalHostIndex(List *hosts, const char *group_id)
 	return found;
 }
 
+/*
+ * PaxosPreparedRound is the round this backend prepared ahead in a group
+ * (where its next append should go), or -1.
+ */
+int64
+PaxosPreparedRound(const char *group_id)
+{
+	if (carry.has_next && strcmp(carry.next_group, group_id) == 0)
+		return carry.next_round;
+	return -1;
+}
+
 /* PaxosPeersFor maps connection strings to cached peer connections. */
 PeerConnection **
 PaxosPeersFor(List *connstrs, int *npeers)
