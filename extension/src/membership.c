@@ -29,6 +29,8 @@ PG_FUNCTION_INFO_V1(paxos_create_group);
 PG_FUNCTION_INFO_V1(paxos_join_group);
 PG_FUNCTION_INFO_V1(paxos_leave_group);
 
+static PGconn *ConnectOrError(const char *connstr, const char *message,
+							  const char *hint);
 static void CheckGroupName(const char *group_id);
 static void CheckConnstr(const char *connstr, const char *argname);
 static void CheckConnstrReachesSelf(const char *connstr, const char *argname);
@@ -184,6 +186,33 @@ MembershipApplyChosen(const char *group_id, int64 round, px_value value)
 			 errhidestmt(true)));	/* the statement may carry a password */
 }
 
+/*
+ * ConnectOrError opens a plain (blocking) libpq connection for a one-off
+ * conversation, or raises `message` with libpq's reason and `hint`.
+ */
+static PGconn *
+ConnectOrError(const char *connstr, const char *message, const char *hint)
+{
+	const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+	const char *vals[] = {psprintf("%d", Max(2, PaxosRpcTimeoutMs / 1000)),
+	"pg_paxos", connstr, NULL};
+	PGconn	   *conn = PQconnectdbParams(keys, vals, 1);	/* connstr may be a URI */
+
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		char	   *msg = PaxosTrimMessage(PQerrorMessage(conn));
+
+		PQfinish(conn);
+		ereport(ERROR,
+				(errhidestmt(true),
+				 errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg_internal("%s", message),
+				 errdetail("%s", msg),
+				 errhint("%s", hint)));
+	}
+	return conn;
+}
+
 /* CheckGroupName refuses empty group names. */
 static void
 CheckGroupName(const char *group_id)
@@ -231,21 +260,10 @@ CheckConnstrReachesSelf(const char *connstr, const char *argname)
 	char	   *local_id;
 	int			ret;
 
-	conn = PQconnectdb(psprintf("%s connect_timeout=%d", connstr,
-								Max(2, PaxosRpcTimeoutMs / 1000)));
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *msg = PaxosTrimMessage(PQerrorMessage(conn));
-
-		PQfinish(conn);
-		ereport(ERROR,
-				(errhidestmt(true),
-				 errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not connect to this node through %s \"%s\"",
-						argname, PaxosConnstrForDisplay(connstr)),
-				 errdetail("%s", msg),
-				 errhint("Other nodes use this connection string to reach this node: it must work from every node.")));
-	}
+	conn = ConnectOrError(connstr,
+						  psprintf("could not connect to this node through %s \"%s\"",
+								   argname, PaxosConnstrForDisplay(connstr)),
+						  "Other nodes use this connection string to reach this node: it must work from every node.");
 	res = PQexec(conn, PeerStatementSql(RPC_IDENTITY));
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
 	{
@@ -361,19 +379,9 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 	Datum		values[7];
 	char		nulls[7];
 
-	conn = PQconnectdb(psprintf("%s connect_timeout=%d", existing,
-								Max(2, PaxosRpcTimeoutMs / 1000)));
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *msg = PaxosTrimMessage(PQerrorMessage(conn));
-
-		PQfinish(conn);
-		ereport(ERROR,
-				(errhidestmt(true),
-				 errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not connect to the existing node \"%s\"", display),
-				 errdetail("%s", msg)));
-	}
+	conn = ConnectOrError(existing,
+						  psprintf("could not connect to the existing node \"%s\"", display),
+						  "Pass the connection string of a current member of the group.");
 
 	PQclear(RemoteQuery(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, display));
 	res = RemoteQuery(conn, "SELECT last_applied_round, config_round FROM pgp_metadata.\"group\""

@@ -291,10 +291,13 @@ NoMajority(const char *group_id, int64 round, int nhosts, const FanoutStats *sta
 					 PaxosRpcTimeoutMs)));
 }
 
-/* CarryString copies a string into ProposerContext. */
+/* CarryString copies a string into ProposerContext (made on first use). */
 static char *
 CarryString(const char *s)
 {
+	if (ProposerContext == NULL)
+		ProposerContext = AllocSetContextCreate(TopMemoryContext, "pg_paxos proposer",
+												ALLOCSET_SMALL_SIZES);
 	return s ? MemoryContextStrdup(ProposerContext, s) : NULL;
 }
 
@@ -306,9 +309,6 @@ static void
 CarryNext(const char *group_id, int64 round, int64 config_round,
 		  const px_proposer *next)
 {
-	if (ProposerContext == NULL)
-		ProposerContext = AllocSetContextCreate(TopMemoryContext, "pg_paxos proposer",
-												ALLOCSET_SMALL_SIZES);
 	carry.has_next = true;
 	carry.next_group = CarryString(group_id);
 	carry.next_round = round;
@@ -322,9 +322,6 @@ CarryNext(const char *group_id, int64 round, int64 config_round,
 static void
 CarryLearn(const char *group_id, int64 round, int64 number)
 {
-	if (ProposerContext == NULL)
-		ProposerContext = AllocSetContextCreate(TopMemoryContext, "pg_paxos proposer",
-												ALLOCSET_SMALL_SIZES);
 	carry.has_learn = true;
 	carry.learn_group = CarryString(group_id);
 	carry.learn_round = round;
