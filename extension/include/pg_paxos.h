@@ -12,6 +12,7 @@
  *    proposer.c         single-decree Paxos driven by the core (phase 1a/2a)
  *    multi_paxos.c      the log: append, apply, max round
  *    learner.c          learning rounds this node missed
+ *    worker.c           background worker: learns by itself
  */
 #ifndef PG_PAXOS_H
 #define PG_PAXOS_H
@@ -30,6 +31,8 @@
 extern char *PaxosNodeId;
 extern int	PaxosRpcTimeoutMs;
 extern int	PaxosTimeoutMs;
+extern char *PaxosDatabase;
+extern int	PaxosLearnIntervalMs;
 
 extern char *PaxosTextArg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern char *PaxosTextArgOrNull(FunctionCallInfo fcinfo, int argno);
@@ -167,11 +170,16 @@ extern void PaxosRunRound(const char *group_id, int64 round,
 extern PeerConnection **PaxosPeersFor(List *connstrs, int *npeers);
 extern int64 PaxosPreparedRound(const char *group_id);
 
+/* ---- worker.c ------------------------------------------------------------ */
+
+extern void PaxosRegisterWorker(void);
+
 /* ---- multi_paxos.c, learner.c ----------------------------------------- */
 
 extern int64 PaxosAppendValue(const char *group_id, const char *value_id,
 							  const char *value);
-extern int64 PaxosLearnLog(const char *group_id, int64 max_round);
+extern int64 PaxosLearnLog(const char *group_id, int64 from_round,
+						   int64 max_round);
 extern void PaxosApplyLog(const char *proposer_id, const char *group_id,
 						  int64 max_round);
 extern int64 PaxosMaxGroupRound(const char *group_id, bool accepted_only);

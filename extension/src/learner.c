@@ -160,15 +160,15 @@ CopyDecidedThroughSelf(const char *group_id, const char *own, int64 from_round,
 }
 
 /*
- * PaxosLearnLog makes this node know the chosen value of every round up to
- * max_round, and returns how many rounds it learned.
+ * PaxosLearnLog makes this node know the chosen value of every round from
+ * from_round (-1: the first round not applied here) up to max_round, and
+ * returns how many rounds it learned.
  */
 int64
-PaxosLearnLog(const char *group_id, int64 max_round)
+PaxosLearnLog(const char *group_id, int64 from_round, int64 max_round)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	int64		learned = 0;
-	int64		from_round;
 	int64	   *missing = palloc(sizeof(int64) * LEARN_BATCH);
 	GroupInfo	group;
 
@@ -177,7 +177,8 @@ PaxosLearnLog(const char *group_id, int64 max_round)
 	MemoryContextSwitchTo(outer);
 	group.own_connection_string = pstrdup(group.own_connection_string);
 	SPI_finish();
-	from_round = group.last_applied_round + 1;
+	if (from_round < 0)
+		from_round = group.last_applied_round + 1;
 
 	for (;;)
 	{
@@ -248,7 +249,7 @@ paxos_learn_log(PG_FUNCTION_ARGS)
 	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
 	int64		max_round = PaxosInt64Arg(fcinfo, 1, "max_round_num");
 
-	PG_RETURN_INT64(PaxosLearnLog(group_id, max_round));
+	PG_RETURN_INT64(PaxosLearnLog(group_id, -1, max_round));
 }
 
 /*

@@ -492,7 +492,7 @@ paxos_join_group(PG_FUNCTION_ARGS)
 	round = PaxosAppendValue(group_id, value_id, own);
 
 	/* learn everything up to the change, the change itself included */
-	PaxosLearnLog(group_id, round);
+	PaxosLearnLog(group_id, -1, round);
 	SPI_finish();
 
 	ereport(NOTICE,

@@ -213,7 +213,7 @@ PaxosApplyLog(const char *proposer_id, const char *group_id, int64 max_round)
 	if (group.last_applied_round >= max_round)
 		return;
 
-	PaxosLearnLog(group_id, max_round);
+	PaxosLearnLog(group_id, -1, max_round);
 
 	SPI_connect();
 	for (round = group.last_applied_round + 1; round <= max_round; round++)

@@ -61,7 +61,21 @@ _PG_init(void)
 							&PaxosTimeoutMs, 30000, 10, 24 * 3600 * 1000,
 							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
 
+	DefineCustomStringVariable("pg_paxos.database",
+							   "Database in which the pg_paxos background worker runs.",
+							   "The database where CREATE EXTENSION pg_paxos was run.",
+							   &PaxosDatabase, "postgres", PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_paxos.learn_interval",
+							"How often the background worker learns rounds this node missed.",
+							NULL,
+							&PaxosLearnIntervalMs, 200, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pg_paxos");
+
+	PaxosRegisterWorker();
 }
 
 /* PaxosTextArg returns a text argument, refusing NULL with a clear error. */

@@ -514,7 +514,7 @@ restart:
 			if (rc.newer_config >= 0)
 			{
 				/* learn the newer membership, then start over with it */
-				PaxosLearnLog(group_id, rc.newer_config);
+				PaxosLearnLog(group_id, -1, rc.newer_config);
 				number = p.highest_number + 1;
 				goto restart;
 			}

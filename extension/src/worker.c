@@ -1,0 +1,263 @@
+/*
+ * worker.c
+ *    The pg_paxos background worker: makes this node learn, by itself, the
+ *    rounds of its groups that it missed, so that a node that was down or
+ *    cut off catches up without anyone calling paxos_learn_log, and the
+ *    last round of a burst of appends (learned by peers only with the next
+ *    request) does not stay unknown.
+ *
+ * One worker per server, connected to the database pg_paxos.database.
+ * Every pg_paxos.learn_interval it looks at each group: rounds below the
+ * highest one accepted here that are not known as chosen are learned; the
+ * highest one only once it stayed unknown for a whole interval, so that the
+ * worker does not compete with an append still in flight; and every
+ * PAXOS_CATCHUP_EVERY intervals it asks the group how far the log goes, to
+ * learn rounds it has not heard of at all.  Learning goes through
+ * PaxosLearnLog, which copies chosen entries from peers before it proposes
+ * any no-op.  Failures (no majority, a peer down) are logged when the state
+ * of a group changes, not at every attempt.
+ */
+#include "pg_paxos.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/wait_event.h"
+
+/* Ask the group for its highest round every this many intervals. */
+#define PAXOS_CATCHUP_EVERY 10
+
+/* What the worker remembers about a group between intervals. */
+typedef struct WorkerGroup
+{
+	char		group_id[NAMEDATALEN * 2];
+	int64		learned_upto;	/* every round up to here is known chosen */
+	int64		last_top;		/* highest accepted round seen last time */
+	bool		failing;		/* last attempt failed (for logging) */
+	bool		seen;			/* still exists (mark and sweep) */
+} WorkerGroup;
+
+#define MAX_WORKER_GROUPS 64
+
+char	   *PaxosDatabase = NULL;
+int			PaxosLearnIntervalMs = 200;
+
+static WorkerGroup groups[MAX_WORKER_GROUPS];
+static int	ngroups = 0;
+
+PGDLLEXPORT void PaxosWorkerMain(Datum arg);
+
+static WorkerGroup *FindGroup(const char *group_id);
+static List *ListGroups(void);
+static void LearnGroup(WorkerGroup *wg, bool catch_up);
+static void RunOnce(uint64 iteration);
+
+/*
+ * PaxosRegisterWorker registers the worker at server start (from
+ * _PG_init, which only runs there: pg_paxos must be preloaded).
+ */
+void
+PaxosRegisterWorker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_paxos");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "PaxosWorkerMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_paxos worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_paxos worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* FindGroup returns the worker's entry for a group, creating it. */
+static WorkerGroup *
+FindGroup(const char *group_id)
+{
+	int			i;
+
+	for (i = 0; i < ngroups; i++)
+		if (strcmp(groups[i].group_id, group_id) == 0)
+			return &groups[i];
+	if (ngroups == MAX_WORKER_GROUPS || strlen(group_id) >= sizeof(groups[0].group_id))
+		return NULL;
+	memset(&groups[ngroups], 0, sizeof(WorkerGroup));
+	strlcpy(groups[ngroups].group_id, group_id, sizeof(groups[0].group_id));
+	groups[ngroups].learned_upto = -1;
+	groups[ngroups].last_top = -1;
+	return &groups[ngroups++];
+}
+
+/* ListGroups names the groups of this node (in the current context). */
+static List *
+ListGroups(void)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	List	   *result = NIL;
+	uint64		i;
+
+	SPI_connect();
+	if (SPI_execute("SELECT group_id FROM pgp_metadata.\"group\" ORDER BY 1", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: could not list groups");
+	MemoryContextSwitchTo(outer);
+	for (i = 0; i < SPI_processed; i++)
+		result = lappend(result, SPI_getvalue(SPI_tuptable->vals[i],
+											  SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+	return result;
+}
+
+/*
+ * LearnGroup learns what this node is missing of one group (see the file
+ * header for which rounds), and moves the group's learned_upto forward.
+ */
+static void
+LearnGroup(WorkerGroup *wg, bool catch_up)
+{
+	int64		top;
+	int64		target;
+	int64		first_missing;
+	int			n;
+
+	SPI_connect();
+	top = RoundStoreMaxRound(wg->group_id, true);
+	SPI_finish();
+
+	target = top;
+	if (catch_up)
+		target = Max(target, PaxosMaxGroupRound(wg->group_id, true));
+	else if (top > wg->last_top)
+		target = top - 1;		/* the newest round may still be in flight */
+	wg->last_top = top;
+	if (target <= wg->learned_upto)
+		return;
+
+	(void) PaxosLearnLog(wg->group_id, wg->learned_upto + 1, target);
+
+	SPI_connect();
+	n = RoundStoreUndecidedIn(wg->group_id, wg->learned_upto + 1, target,
+							  &first_missing, 1);
+	SPI_finish();
+	wg->learned_upto = n > 0 ? first_missing - 1 : target;
+}
+
+/*
+ * RunOnce looks at every group once, each in a transaction of its own, so
+ * that one failing group does not hold back the others.
+ */
+static void
+RunOnce(uint64 iteration)
+{
+	List	   *names;
+	ListCell   *lc;
+	int			i;
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	installed = OidIsValid(get_extension_oid("pg_paxos", true));
+	names = installed ? ListGroups() : NIL;
+	for (i = 0; i < ngroups; i++)
+		groups[i].seen = false;
+	foreach(lc, names)
+	{
+		WorkerGroup *wg = FindGroup((char *) lfirst(lc));
+
+		if (wg != NULL)
+			wg->seen = true;
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	for (i = 0; i < ngroups; i++)
+	{
+		WorkerGroup *wg = &groups[i];
+		MemoryContext oldcontext = CurrentMemoryContext;
+
+		if (!wg->seen)
+		{
+			/* a group this node left: forget it */
+			groups[i] = groups[--ngroups];
+			i--;
+			continue;
+		}
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		PG_TRY();
+		{
+			LearnGroup(wg, iteration % PAXOS_CATCHUP_EVERY == 0);
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			if (wg->failing)
+				ereport(LOG,
+						(errmsg("pg_paxos worker: group \"%s\" is learning again, up to round " INT64_FORMAT,
+								wg->group_id, wg->learned_upto)));
+			wg->failing = false;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcontext);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			if (!wg->failing)
+				ereport(LOG,
+						(errmsg("pg_paxos worker: could not learn group \"%s\": %s",
+								wg->group_id, edata->message),
+						 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+			FreeErrorData(edata);
+			wg->failing = true;
+		}
+		PG_END_TRY();
+	}
+}
+
+/*
+ * PaxosWorkerMain is the worker's entry point: connect, then learn every
+ * interval until the server shuts down (SIGTERM).
+ */
+void
+PaxosWorkerMain(Datum arg)
+{
+	uint64		iteration = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(PaxosDatabase, NULL, 0);
+	pgstat_report_appname("pg_paxos worker");
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 PaxosLearnIntervalMs, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		pgstat_report_activity(STATE_RUNNING, "learning");
+		RunOnce(iteration++);
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+}
