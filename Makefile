@@ -7,6 +7,8 @@
 #   make demo       start a local 3-node cluster (scripts/demo.sh)
 #   make demo-stop  stop it
 #   make bench      paxos_append throughput and latency (bench/)
+#   make bench-bank pgbench bank workload: PostgreSQL, streaming
+#                   replication, pg_paxos (bench/pgbench_bank.py)
 #   make clean
 #
 # PostgreSQL 15 is found through pg_config; override with PG_CONFIG=...
@@ -17,8 +19,10 @@ export PG_CONFIG
 
 PYTHON = /usr/bin/python3
 BENCH_ARGS ?=
+BENCH_BANK_ARGS ?=
 
-.PHONY: all deps core extension install test demo demo-stop bench clean
+.PHONY: all deps core extension install test demo demo-stop bench \
+	bench-bank clean
 
 all: deps core extension
 
@@ -52,6 +56,9 @@ demo-stop:
 
 bench: install
 	$(PYTHON) bench/append_bench.py $(BENCH_ARGS)
+
+bench-bank: install
+	$(PYTHON) bench/pgbench_bank.py $(BENCH_BANK_ARGS)
 
 clean:
 	@for d in core extension tests/unit; do \
