@@ -12,7 +12,12 @@
  *    proposer.c         single-decree Paxos driven by the core (phase 1a/2a)
  *    multi_paxos.c      the log: append, apply, max round
  *    learner.c          learning rounds this node missed
- *    worker.c           background worker: learns by itself
+ *    worker.c           background worker: learns and applies by itself
+ *    replicate.c        which tables are replicated; paxos_replicate_table
+ *    capture.c          row changes of a transaction -> one log entry
+ *    certify.c          certification of transaction entries, in log order
+ *    apply.c            applying the log; strong reads
+ *    ddl.c              DDL on replicated tables
  */
 #ifndef PG_PAXOS_H
 #define PG_PAXOS_H
@@ -41,13 +46,15 @@ extern void PaxosCheckRoundNumber(int64 round, const char *name);
 extern void PaxosCheckProposerId(const char *proposer_id);
 extern char *PaxosUniqueValueId(const char *proposer_id);
 extern const char *PaxosExtensionSchema(void);
-extern List *PaxosStringListCopy(List *strings);
+extern List *PaxosStringListCopy(List *strings, MemoryContext context);
 extern char *PaxosTrimMessage(const char *message);
 
 /* Prefix of value ids that pg_paxos itself puts in the log. */
 #define PAXOS_INTERNAL_PREFIX "pg_paxos:"
 #define PAXOS_ADD_HOST_PREFIX "pg_paxos:add_host:"
 #define PAXOS_REMOVE_HOST_PREFIX "pg_paxos:remove_host:"
+#define PAXOS_TXN_PREFIX "pg_paxos:txn:"
+#define PAXOS_REPLICATE_PREFIX "pg_paxos:replicate:"
 
 /* ---- round_store.c: durable acceptor state (caller is SPI-connected) --- */
 
@@ -82,6 +89,8 @@ extern List *GroupHostsForRound(const char *group_id, int64 round);
 extern bool MembershipIsChange(px_value value);
 extern void MembershipApplyChosen(const char *group_id, int64 round,
 								  px_value value);
+extern PGresult *PaxosRemoteQuery(PGconn *conn, const char *sql, const char *param,
+								  const char *display);
 
 /* ---- peer_connection.c ------------------------------------------------ */
 
@@ -94,6 +103,8 @@ typedef enum RpcKind
 	RPC_DECIDED_ROUNDS,
 	RPC_IDENTITY,
 	RPC_COPY_DECIDED,
+	RPC_CERTIFY,
+	RPC_APPLY,
 	RPC_KIND_COUNT
 } RpcKind;
 
@@ -180,8 +191,45 @@ extern int64 PaxosAppendValue(const char *group_id, const char *value_id,
 							  const char *value);
 extern int64 PaxosLearnLog(const char *group_id, int64 from_round,
 						   int64 max_round);
-extern void PaxosApplyLog(const char *proposer_id, const char *group_id,
-						  int64 max_round);
 extern int64 PaxosMaxGroupRound(const char *group_id, bool accepted_only);
+
+/* ---- replication -------------------------------------------------------- */
+
+typedef enum PaxosConsistency
+{
+	PAXOS_CONSISTENCY_STRONG,
+	PAXOS_CONSISTENCY_OPTIMISTIC
+} PaxosConsistency;
+
+extern int	PaxosConsistencyModel;
+extern bool PaxosApplying;		/* this backend applies the log now */
+
+extern const char *PaxosReplicatedGroup(Oid relid);
+extern void PaxosStartReplicating(const char *group_id, const char *table);
+extern void PaxosForgetDroppedTables(void);
+extern void PaxosCopyReplicatedTables(PGconn *conn, const char *group_id,
+									  const char *display);
+extern void PaxosInitCapture(void);
+extern const char *PaxosOriginId(void);
+extern void PaxosCaptureStatement(const char *group_id, const char *relname,
+								  const char *sql);
+extern bool PaxosIsTransactionEntry(px_value value);
+extern int64 PaxosCertifyThroughSelf(const char *group_id, int64 round);
+typedef enum PaxosApplyMode
+{
+	APPLY_ALL,
+	APPLY_STOP_BEFORE_EXCLUSIVE,
+	APPLY_YIELD_ON_LOCK
+} PaxosApplyMode;
+
+extern int64 PaxosApplyUpTo(const char *group_id, int64 max_round,
+							PaxosApplyMode mode);
+extern int64 PaxosApplyThroughSelf(const char *group_id, int64 max_round,
+								   bool stop_before_exclusive);
+extern void PaxosExecuteLogValue(const char *group_id, int64 round, const char *sql);
+extern void PaxosInsertRows(const char *rel, const char *json_rows);
+extern void PaxosSyncGroup(const char *group_id, bool may_apply_here);
+extern void PaxosInitApply(void);
+extern void PaxosInitDdl(void);
 
 #endif							/* PG_PAXOS_H */

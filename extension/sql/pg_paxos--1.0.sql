@@ -68,6 +68,28 @@ CREATE TABLE pgp_metadata.replicated_tables (
 	FOREIGN KEY (group_id) REFERENCES pgp_metadata."group" (group_id)
 );
 
+/*
+ * Certification and application of each round on this node: committed
+ * (false: the transaction failed certification against conflict_round),
+ * and whether the round is applied here.  One row per certified round.
+ */
+CREATE TABLE pgp_metadata.outcome (
+	group_id text NOT NULL,
+	round_num bigint NOT NULL,
+	committed boolean NOT NULL,
+	conflict_round bigint,
+	applied boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (group_id, round_num)
+);
+
+/* The certification index: the last committed round that wrote each key. */
+CREATE TABLE pgp_metadata.cert_key (
+	group_id text NOT NULL,
+	key text NOT NULL,
+	round_num bigint NOT NULL,
+	PRIMARY KEY (group_id, key)
+);
+
 /* Result of paxos(): the chosen value, and whether it is not the proposed one. */
 CREATE TYPE paxos_result AS (
 	accepted_value text,
@@ -189,6 +211,38 @@ CREATE FUNCTION paxos_copy_decided(
 RETURNS bigint
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_copy_decided';
+
+/* A node asks its own acceptor to certify the log up to a round. */
+CREATE FUNCTION paxos_certify(
+	current_group_id text,
+	max_round_num bigint)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_certify';
+
+/* A node asks itself to apply the log up to a round, in a transaction of its own. */
+CREATE FUNCTION paxos_apply_upto(
+	current_group_id text,
+	max_round_num bigint,
+	stop_before_exclusive boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_apply_upto';
+
+/* ---- table replication ------------------------------------------------ */
+
+/* Captures the row changes of replicated tables (installed by pg_paxos). */
+CREATE FUNCTION paxos_capture_trigger()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'paxos_capture_trigger';
+
+CREATE FUNCTION paxos_replicate_table(
+	current_group_id text,
+	new_table_oid regclass)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_replicate_table';
 
 /* ---- the pg_paxos README's interface ---------------------------------- */
 

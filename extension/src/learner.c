@@ -194,8 +194,7 @@ PaxosLearnLog(const char *group_id, int64 from_round, int64 max_round)
 		SPI_connect();
 		nmissing = RoundStoreUndecidedIn(group_id, from_round, max_round,
 										 missing, LEARN_BATCH);
-		MemoryContextSwitchTo(outer);
-		hosts = nmissing > 0 ? PaxosStringListCopy(GroupHostsForRound(group_id, missing[0])) : NIL;
+		hosts = nmissing > 0 ? PaxosStringListCopy(GroupHostsForRound(group_id, missing[0]), outer) : NIL;
 		SPI_finish();
 		if (nmissing == 0)
 			break;
@@ -265,6 +264,7 @@ paxos_copy_decided(PG_FUNCTION_ARGS)
 	int64		to_round = PaxosInt64Arg(fcinfo, 2, "to_round_num");
 	MemoryContext outer = CurrentMemoryContext;
 	GroupInfo	group;
+	char	   *own;
 	List	   *hosts;
 	List	   *others = NIL;
 	ListCell   *lc;
@@ -272,12 +272,12 @@ paxos_copy_decided(PG_FUNCTION_ARGS)
 	PaxosCheckRoundNumber(from_round, "from_round_num");
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
-	MemoryContextSwitchTo(outer);
-	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, from_round));
-	foreach(lc, hosts)
-		if (strcmp((char *) lfirst(lc), group.own_connection_string) != 0)
-			others = lappend(others, lfirst(lc));
+	own = MemoryContextStrdup(outer, group.own_connection_string);
+	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, from_round), outer);
 	SPI_finish();
+	foreach(lc, hosts)
+		if (strcmp((char *) lfirst(lc), own) != 0)
+			others = lappend(others, lfirst(lc));
 
 	PG_RETURN_INT64(CopyDecided(group_id, others, from_round, to_round));
 }

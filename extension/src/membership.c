@@ -36,8 +36,6 @@ static void CheckConnstr(const char *connstr, const char *argname);
 static void CheckConnstrReachesSelf(const char *connstr, const char *argname);
 static void ExecOrError(const char *sql, int nargs, Oid *types, Datum *values,
 						const char *nulls, int expected);
-static PGresult *RemoteQuery(PGconn *conn, const char *sql, const char *param,
-							 const char *display);
 static void CopyGroupFromPeer(const char *group_id, const char *existing,
 							  const char *own);
 static void DeleteGroupLocally(const char *group_id);
@@ -336,11 +334,11 @@ paxos_create_group(PG_FUNCTION_ARGS)
 }
 
 /*
- * RemoteQuery runs one query on a plain libpq connection and returns its
+ * PaxosRemoteQuery runs one query on a plain libpq connection and returns its
  * tuples, or raises the remote error (closing the connection first).
  */
-static PGresult *
-RemoteQuery(PGconn *conn, const char *sql, const char *param, const char *display)
+PGresult *
+PaxosRemoteQuery(PGconn *conn, const char *sql, const char *param, const char *display)
 {
 	const char *params[1] = {param};
 	PGresult   *res = PQexecParams(conn, sql, param ? 1 : 0, NULL, params,
@@ -383,8 +381,8 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 						  psprintf("could not connect to the existing node \"%s\"", display),
 						  "Pass the connection string of a current member of the group.");
 
-	PQclear(RemoteQuery(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, display));
-	res = RemoteQuery(conn, "SELECT last_applied_round, config_round FROM pgp_metadata.\"group\""
+	PQclear(PaxosRemoteQuery(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, display));
+	res = PaxosRemoteQuery(conn, "SELECT last_applied_round, config_round FROM pgp_metadata.\"group\""
 					  " WHERE group_id = $1", group_id, display);
 	if (PQntuples(res) != 1)
 	{
@@ -410,7 +408,7 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 					4, gtypes, values, NULL, SPI_OK_INSERT);
 	}
 
-	res = RemoteQuery(conn, "SELECT connection_string, min_round_num, max_round_num"
+	res = PaxosRemoteQuery(conn, "SELECT connection_string, min_round_num, max_round_num"
 					  " FROM pgp_metadata.host WHERE group_id = $1", group_id, display);
 	for (i = 0; i < PQntuples(res); i++)
 	{
@@ -429,7 +427,7 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 	}
 	PQclear(res);
 
-	res = RemoteQuery(conn, "SELECT round_num, accepted_proposal_num, accepted_proposer_id,"
+	res = PaxosRemoteQuery(conn, "SELECT round_num, accepted_proposal_num, accepted_proposer_id,"
 					  " value_id, value FROM pgp_metadata.round"
 					  " WHERE group_id = $1 AND consensus ORDER BY round_num",
 					  group_id, display);
@@ -453,7 +451,8 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 					6, types, values, nulls, SPI_OK_INSERT);
 	}
 	PQclear(res);
-	PQclear(RemoteQuery(conn, "COMMIT", NULL, display));
+	PaxosCopyReplicatedTables(conn, group_id, display);
+	PQclear(PaxosRemoteQuery(conn, "COMMIT", NULL, display));
 	PQfinish(conn);
 }
 

@@ -26,9 +26,6 @@ PG_FUNCTION_INFO_V1(paxos_max_group_round);
 PG_FUNCTION_INFO_V1(paxos_apply_log);
 PG_FUNCTION_INFO_V1(paxos_apply_and_append);
 
-/* Advisory lock class serialising appliers of one group on one node. */
-#define APPLY_LOCK_CLASS 29030
-
 typedef struct MaxRoundCollector
 {
 	int64		max_round;
@@ -38,7 +35,6 @@ typedef struct MaxRoundCollector
 
 static bool OnMaxRound(void *arg, int host, PGresult *res, const char *error);
 static int64 LocalMaxRound(const char *group_id);
-static void ExecuteLogValue(const char *group_id, int64 round, const char *sql);
 
 /* LocalMaxRound is the highest round with an accepted value here, or -1. */
 static int64
@@ -115,8 +111,7 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
-	MemoryContextSwitchTo(outer);
-	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, PG_INT64_MAX));
+	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, PG_INT64_MAX), outer);
 	SPI_finish();
 
 	peers = PaxosPeersFor(hosts, &npeers);
@@ -136,106 +131,6 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 						   stats.first_error ? " First failure: " : "",
 						   stats.first_error ? stats.first_error : "")));
 	return mc.max_round;
-}
-
-/*
- * ExecuteLogValue runs one log entry as SQL in a subtransaction; an error is
- * recorded in the round's error column instead of stopping the log, as the
- * pg_paxos README does.
- */
-static void
-ExecuteLogValue(const char *group_id, int64 round, const char *sql)
-{
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-
-	ereport(DEBUG1, (errmsg("Executing: %s", sql)));
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		int			rc = SPI_execute(sql, false, 0);
-
-		if (rc < 0)
-			elog(ERROR, "pg_paxos: could not execute log entry: %s",
-				 SPI_result_code_string(rc));
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-		Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
-		Datum		values[3];
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-
-		values[0] = CStringGetTextDatum(group_id);
-		values[1] = Int64GetDatum(round);
-		values[2] = CStringGetTextDatum(edata->message);
-		if (SPI_execute_with_args("UPDATE pgp_metadata.round SET error = $3"
-								  " WHERE group_id = $1 AND round_num = $2",
-								  3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "pg_paxos: could not record the error of round " INT64_FORMAT, round);
-		ereport(DEBUG1, (errmsg("round " INT64_FORMAT " failed: %s", round, edata->message)));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-}
-
-/*
- * PaxosApplyLog executes, in order, every entry after the last applied one
- * up to max_round, learning the entries this node does not know yet.
- * Membership changes and no-ops took effect when learned and are skipped.
- */
-void
-PaxosApplyLog(const char *proposer_id, const char *group_id, int64 max_round)
-{
-	GroupInfo	group;
-	int64		round;
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		values[2];
-
-	SPI_connect();
-	GroupLoadOrError(group_id, &group);
-	values[0] = CStringGetTextDatum(group_id);
-	if (SPI_execute_with_args("SELECT pg_advisory_xact_lock(" CppAsString2(APPLY_LOCK_CLASS)
-							  ", hashtext($1))", 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "pg_paxos: could not lock the log of group \"%s\"", group_id);
-	GroupLoadOrError(group_id, &group);
-	SPI_finish();
-	if (group.last_applied_round >= max_round)
-		return;
-
-	PaxosLearnLog(group_id, -1, max_round);
-
-	SPI_connect();
-	for (round = group.last_applied_round + 1; round <= max_round; round++)
-	{
-		px_acceptor_state st;
-
-		CHECK_FOR_INTERRUPTS();
-		if (!RoundStoreLoad(group_id, round, false, &st) || !st.decided)
-			elog(ERROR, "pg_paxos: round " INT64_FORMAT " of group \"%s\" is not learned",
-				 round, group_id);
-		if (st.value.data != NULL && !MembershipIsChange(st.value) &&
-			strncmp(st.value.id, PAXOS_INTERNAL_PREFIX "noop:",
-					strlen(PAXOS_INTERNAL_PREFIX "noop:")) != 0)
-			ExecuteLogValue(group_id, round, st.value.data);
-	}
-	values[0] = CStringGetTextDatum(group_id);	/* the first one went with SPI_finish */
-	values[1] = Int64GetDatum(max_round);
-	if (SPI_execute_with_args("UPDATE pgp_metadata.\"group\" SET last_applied_round = $2"
-							  " WHERE group_id = $1", 2, types, values, NULL,
-							  false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "pg_paxos: could not record the applied round");
-	SPI_finish();
 }
 
 /*
@@ -300,7 +195,7 @@ paxos_apply_log(PG_FUNCTION_ARGS)
 	int64		max_round = PaxosInt64Arg(fcinfo, 2, "max_round_num");
 
 	PaxosCheckProposerId(proposer_id);
-	PaxosApplyLog(proposer_id, group_id, max_round);
+	(void) PaxosApplyUpTo(group_id, max_round, APPLY_ALL);
 	PG_RETURN_INT64(max_round);
 }
 
@@ -325,7 +220,7 @@ paxos_apply_and_append(PG_FUNCTION_ARGS)
 	{
 		PaxosOutcome outcome;
 
-		PaxosApplyLog(proposer_id, group_id, round);
+		(void) PaxosApplyUpTo(group_id, round, APPLY_ALL);
 		round++;
 		PaxosRunRound(group_id, round, value_id, value, lost++, &outcome);
 		if (!outcome.value_changed)

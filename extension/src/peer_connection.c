@@ -203,7 +203,7 @@ PeerStatementName(RpcKind kind)
 	static const char *const names[RPC_KIND_COUNT] = {
 		"pg_paxos_prepare", "pg_paxos_accept", "pg_paxos_confirm",
 		"pg_paxos_max_round", "pg_paxos_decided_rounds", "pg_paxos_identity",
-		"pg_paxos_copy_decided"
+		"pg_paxos_copy_decided", "pg_paxos_certify", "pg_paxos_apply_upto"
 	};
 
 	return names[kind];
@@ -262,6 +262,12 @@ PeerStatementSql(RpcKind kind)
 				break;
 			case RPC_COPY_DECIDED:
 				text = psprintf("SELECT %s.paxos_copy_decided($1, $2::bigint, $3::bigint)", s);
+				break;
+			case RPC_CERTIFY:
+				text = psprintf("SELECT %s.paxos_certify($1, $2::bigint)", s);
+				break;
+			case RPC_APPLY:
+				text = psprintf("SELECT %s.paxos_apply_upto($1, $2::bigint, $3::boolean)", s);
 				break;
 			case RPC_KIND_COUNT:
 				elog(ERROR, "pg_paxos: bad RPC kind");

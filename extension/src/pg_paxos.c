@@ -25,6 +25,12 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+static const struct config_enum_entry consistency_options[] = {
+	{"strong", PAXOS_CONSISTENCY_STRONG, false},
+	{"optimistic", PAXOS_CONSISTENCY_OPTIMISTIC, false},
+	{NULL, 0, false}
+};
+
 char	   *PaxosNodeId = NULL;
 int			PaxosRpcTimeoutMs = 2000;
 int			PaxosTimeoutMs = 30000;
@@ -73,9 +79,18 @@ _PG_init(void)
 							&PaxosLearnIntervalMs, 200, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
+	DefineCustomEnumVariable("pg_paxos.consistency_model",
+							 "Consistency of reads of replicated tables.",
+							 "strong: before a statement, apply every round chosen when it began; optimistic: read local state.",
+							 &PaxosConsistencyModel, PAXOS_CONSISTENCY_STRONG,
+							 consistency_options, PGC_USERSET, 0, NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pg_paxos");
 
 	PaxosRegisterWorker();
+	PaxosInitCapture();
+	PaxosInitApply();
+	PaxosInitDdl();
 }
 
 /* PaxosTextArg returns a text argument, refusing NULL with a clear error. */
@@ -195,17 +210,21 @@ PaxosExtensionSchema(void)
 }
 
 /*
- * PaxosStringListCopy copies a list of C strings into the current memory
- * context (list_copy_deep is for lists of nodes only).
+ * PaxosStringListCopy copies a list of C strings into a memory context
+ * (list_copy_deep is for lists of nodes only).  Used to take SPI results
+ * out of SPI: switching contexts around an SPI call is not enough, since
+ * every SPI execution leaves the current context at SPI's own.
  */
 List *
-PaxosStringListCopy(List *strings)
+PaxosStringListCopy(List *strings, MemoryContext context)
 {
+	MemoryContext old = MemoryContextSwitchTo(context);
 	List	   *copy = NIL;
 	ListCell   *lc;
 
 	foreach(lc, strings)
 		copy = lappend(copy, pstrdup((char *) lfirst(lc)));
+	MemoryContextSwitchTo(old);
 	return copy;
 }
 

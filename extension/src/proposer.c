@@ -438,8 +438,7 @@ restart:
 		SPI_finish();
 		return;
 	}
-	MemoryContextSwitchTo(outer);
-	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, round));
+	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, round), outer);
 	SPI_finish();
 
 	if (hosts == NIL)
@@ -520,9 +519,10 @@ restart:
 			}
 			if (rc.status == PX_CHOSEN)
 				break;
-			if (rc.status == PX_WAIT)
+			if (rc.status == PX_WAIT && stats.answered < p.quorum)
 				NoMajority(group_id, round, npeers, &stats);
-			if (rc.status == PX_PREEMPTED)
+			/* refused by some and unreachable for others: retry higher */
+			if (rc.status == PX_PREEMPTED || rc.status == PX_WAIT)
 			{
 				Backoff(++conflicts);
 				Retry(&p);
@@ -551,7 +551,7 @@ restart:
 		params[4] = params[5] = NULL;
 		if (rc.status == PX_CHOSEN)
 			break;
-		if (rc.status == PX_WAIT)
+		if (rc.status == PX_WAIT && stats.answered < p.quorum)
 			NoMajority(group_id, round, npeers, &stats);
 		Backoff(++conflicts);
 		Retry(&p);

@@ -61,6 +61,7 @@ PGDLLEXPORT void PaxosWorkerMain(Datum arg);
 static WorkerGroup *FindGroup(const char *group_id);
 static List *ListGroups(void);
 static void LearnGroup(WorkerGroup *wg, bool catch_up);
+static void ApplyGroup(WorkerGroup *wg);
 static void RunOnce(uint64 iteration);
 
 /*
@@ -154,6 +155,14 @@ LearnGroup(WorkerGroup *wg, bool catch_up)
 	wg->learned_upto = n > 0 ? first_missing - 1 : target;
 }
 
+/* ApplyGroup applies, in the background, what this node learned. */
+static void
+ApplyGroup(WorkerGroup *wg)
+{
+	if (wg->learned_upto >= 0)
+		(void) PaxosApplyUpTo(wg->group_id, wg->learned_upto, APPLY_YIELD_ON_LOCK);
+}
+
 /*
  * RunOnce looks at every group once, each in a transaction of its own, so
  * that one failing group does not hold back the others.
@@ -202,6 +211,7 @@ RunOnce(uint64 iteration)
 		PG_TRY();
 		{
 			LearnGroup(wg, iteration % PAXOS_CATCHUP_EVERY == 0);
+			ApplyGroup(wg);
 			PopActiveSnapshot();
 			CommitTransactionCommand();
 			if (wg->failing)

@@ -1,8 +1,11 @@
 """
-Safety checks on the Multi-Paxos log, shared by the multi-node tests.
+Safety checks shared by the multi-node tests: on the Multi-Paxos log, and
+on replicated tables (every node holds the same rows).
 """
 
 import collections
+import re
+import time
 
 import pgcluster
 
@@ -51,3 +54,153 @@ def assert_logs_agree(nodes, group, appends):
     assert len({r for _, r in appends}) == len(appends), \
         'paxos_append returned the same round twice'
     return reference
+
+
+# ---------------------------------------------------------------------------
+# Replicated tables
+# ---------------------------------------------------------------------------
+
+_PK_COLUMNS = """
+SELECT string_agg('t.' || quote_ident(a.attname), ', ' ORDER BY k.ord)
+  FROM pg_index i
+ CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE i.indrelid = %s::regclass AND i.indisprimary"""
+
+
+def _check_name(table):
+    assert re.fullmatch(r'[a-z_][a-z0-9_]*', table), \
+        'table names here are plain identifiers: %r' % table
+
+
+def session(node, consistency=None):
+    """A new connection to node whose reads use pg_paxos.consistency_model
+    = consistency ('strong' or 'optimistic'; None leaves the default)."""
+    conn = node.connect()
+    if consistency is not None:
+        try:
+            conn.sql('SET pg_paxos.consistency_model TO %s', (consistency,))
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def table_digest(conn, table):
+    """(row count, md5 of every row as text, in primary key order) of table
+    over conn.  Rows of a table without a primary key, and ties, are ordered
+    by their text, so that equal multisets of rows give equal digests."""
+    _check_name(table)
+    pk = conn.scalar(_PK_COLUMNS, (table,))
+    order = (pk + ', ' if pk else '') + 't::text'
+    count, digest = conn.sql(
+        "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' "
+        "ORDER BY %s), '')) FROM %s t" % (order, table))[0]
+    return count, digest
+
+
+def tables_state(nodes, tables, consistency='strong'):
+    """{node name: {table: (count, md5)}}, read on every node over a new
+    connection each (with the given consistency model)."""
+    states = {}
+    for node in nodes:
+        with session(node, consistency) as conn:
+            states[node.name] = {t: table_digest(conn, t) for t in tables}
+    return states
+
+
+def _rows(node, table, consistency, limit=200000):
+    with session(node, consistency) as conn:
+        return collections.Counter(
+            r[0] for r in conn.sql('SELECT t::text FROM %s t LIMIT %d'
+                                   % (table, limit)))
+
+
+def _describe_difference(nodes, tables, states, consistency):
+    """Human-readable account of how the nodes' tables differ: counts and
+    digests, and a few rows one node has and the first node has not."""
+    first = nodes[0]
+    lines = []
+    for table in tables:
+        per_node = {n.name: states[n.name][table] for n in nodes}
+        if len(set(per_node.values())) == 1:
+            continue
+        lines.append('table %s: %s' % (table, ', '.join(
+            '%s has %d rows (md5 %s)' % (name, c, d[:8])
+            for name, (c, d) in per_node.items())))
+        try:
+            ref = _rows(first, table, consistency)
+            for node in nodes[1:]:
+                rows = _rows(node, table, consistency)
+                extra = list((rows - ref).elements())[:5]
+                missing = list((ref - rows).elements())[:5]
+                if extra or missing:
+                    lines.append('  %s vs %s: extra %r, missing %r'
+                                 % (node.name, first.name, extra, missing))
+        except Exception as e:          # the summary above still helps
+            lines.append('  (could not list rows: %s)' % e)
+    return '\n'.join(lines)
+
+
+def assert_tables_identical(nodes, tables, consistency='strong'):
+    """Read every table on every node and fail unless all nodes hold
+    exactly the same rows.  Returns {table: (count, md5)}."""
+    states = tables_state(nodes, tables, consistency)
+    reference = states[nodes[0].name]
+    if any(states[n.name] != reference for n in nodes):
+        raise AssertionError(
+            'replicated tables differ between nodes (%s reads):\n%s'
+            % (consistency, _describe_difference(nodes, tables, states,
+                                                 consistency)))
+    return reference
+
+
+def wait_tables_identical(nodes, tables, deadline=30.0,
+                          consistency='optimistic'):
+    """Poll until every node holds the same rows in every table; fail with
+    the differences after deadline seconds.  With optimistic reads (the
+    default) nothing is applied on a node because of the check itself: the
+    nodes must converge by themselves.  Returns {table: (count, md5)}."""
+    end = time.monotonic() + deadline
+    while True:
+        states = tables_state(nodes, tables, consistency)
+        reference = states[nodes[0].name]
+        if all(states[n.name] == reference for n in nodes):
+            return reference
+        if time.monotonic() > end:
+            raise AssertionError(
+                'replicated tables still differ after %.0f s (%s reads):\n%s'
+                % (deadline, consistency, _describe_difference(
+                    nodes, tables, states, consistency)))
+        time.sleep(0.25)
+
+
+def wait_replicating(nodes, group, tables, deadline=15.0):
+    """Wait until every node lists every table as replicated through group
+    in pgp_metadata.replicated_tables."""
+    end = time.monotonic() + deadline
+    want = set(tables)
+    while True:
+        have = {node.name: {r[0] for r in node.sql(
+            'SELECT table_oid::regclass::text '
+            'FROM pgp_metadata.replicated_tables WHERE group_id = %s',
+            (group,))} for node in nodes}
+        if all(want <= h for h in have.values()):
+            return
+        if time.monotonic() > end:
+            raise AssertionError(
+                'after %.0f s not every node replicates %s through %r: %r'
+                % (deadline, sorted(want), group,
+                   {n: sorted(want - h) for n, h in have.items()}))
+        time.sleep(0.2)
+
+
+def setup_replication(cluster, group, ddl, tables):
+    """The README's setup: ddl (CREATE TABLE ...) on every node, the group
+    formed, the tables replicated from one node; returns once every node
+    knows they are replicated."""
+    for node in cluster:
+        node.sql(ddl)
+    cluster.form_group(group)
+    cluster.replicate_tables(group, tables)
+    wait_replicating(cluster.nodes, group, tables)

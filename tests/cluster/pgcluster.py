@@ -16,6 +16,9 @@ Every query goes through a psycopg2 connection in asynchronous mode and has
 a hard client-side deadline: a server that hangs makes the query raise
 SqlTimeout instead of blocking the test run.
 
+Also: Cluster.replicate_tables, and run_transaction (BEGIN .. COMMIT,
+retried on serialization failures) for table replication workloads.
+
 Used by tests/cluster/conftest.py and bench/append_bench.py.
 """
 
@@ -219,6 +222,19 @@ class Conn:
         """The first column of the first row, or None if there is no row."""
         rows = self.sql(query, args, timeout)
         return rows[0][0] if rows else None
+
+    def command(self, query, args=None, timeout=DEFAULT_QUERY_TIMEOUT):
+        """Run one statement; return its command tag ('COMMIT', 'INSERT 0
+        1', ...).  COMMIT of a transaction that already failed answers
+        'ROLLBACK' without an error: only the tag tells."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute(query, args)
+            self._wait(time.monotonic() + timeout)
+            return cur.statusmessage
+        finally:
+            if not self.conn.closed:
+                cur.close()
 
     def records(self, query, args=None, timeout=DEFAULT_QUERY_TIMEOUT):
         """The rows as dicts keyed by column name."""
@@ -466,6 +482,14 @@ class Cluster:
                 node.sql('SELECT paxos_join_group(%s, %s, %s)',
                          (group, first.connstr, node.connstr))
 
+    def replicate_tables(self, group, tables, node=0):
+        """paxos_replicate_table for each table, on one node only: the call
+        goes through the log, so every member starts replicating the table
+        at the same round (see checks.wait_replicating)."""
+        for table in tables:
+            self.nodes[node].sql('SELECT paxos_replicate_table(%s, %s)',
+                                 (group, table))
+
     def destroy(self):
         """Stop every node (immediately, by data directory), remove files."""
         for node in self.nodes:
@@ -523,6 +547,93 @@ def append_loop(connstr, group, proposer_prefix, value_prefix,
     finally:
         conn.close()
     return results
+
+
+# ---------------------------------------------------------------------------
+# Transactions with retry
+# ---------------------------------------------------------------------------
+
+# serialization_failure (a COMMIT that loses certification) and
+# deadlock_detected (two local transactions locking rows in opposite order)
+RETRY_SQLSTATES = ('40001', '40P01')
+
+
+class TxnResult:
+    """What run_transaction did.
+
+    value: what body returned on the attempt that committed.
+    aborts: the attempts that failed before, as (attempt, stage, sqlstate,
+    message); stage is 'body' (a statement failed) or 'commit'.
+    """
+
+    def __init__(self, value, aborts):
+        self.value = value
+        self.aborts = aborts
+
+    @property
+    def attempts(self):
+        return len(self.aborts) + 1
+
+
+class RetriesExhausted(Exception):
+    """run_transaction gave up; .aborts lists every failed attempt."""
+
+    def __init__(self, aborts):
+        super().__init__('transaction still failing after %d attempts, last: '
+                         '%r' % (len(aborts), aborts[-1] if aborts else None))
+        self.aborts = aborts
+
+
+def _rollback_quietly(conn):
+    """End whatever transaction conn is in.  After a failed COMMIT there is
+    none left and the server only warns."""
+    if conn.closed:
+        return
+    try:
+        conn.sql('ROLLBACK', timeout=30)
+    except Exception:
+        pass
+
+
+def run_transaction(conn, body, max_attempts=100, deadline=60.0,
+                    retry_sqlstates=RETRY_SQLSTATES,
+                    timeout=DEFAULT_QUERY_TIMEOUT):
+    """BEGIN; body(conn, attempt); COMMIT over conn (a Conn), retrying the
+    whole transaction while it fails with a SQLSTATE in retry_sqlstates.
+
+    body runs the transaction's statements with conn.sql() and returns a
+    value; it is called again with attempt = 1, 2, ... after each failure,
+    so that it may write something else (a new id) the next time.  Any other
+    error, a lost connection, a client-side timeout, a COMMIT answered with
+    ROLLBACK, more than max_attempts attempts or deadline seconds raise;
+    a failed attempt is always rolled back first.  Returns a TxnResult.
+    """
+    aborts = []
+    end = time.monotonic() + deadline
+    for attempt in range(max_attempts):
+        stage = 'body'
+        try:
+            conn.sql('BEGIN', timeout=timeout)
+            value = body(conn, attempt)
+            stage = 'commit'
+            tag = conn.command('COMMIT', timeout=timeout)
+        except psycopg2.Error as e:
+            _rollback_quietly(conn)
+            if e.pgcode not in retry_sqlstates:
+                raise
+            aborts.append((attempt, stage, e.pgcode, str(e).strip()))
+            if time.monotonic() > end:
+                break
+            continue
+        except BaseException:
+            _rollback_quietly(conn)
+            raise
+        if tag != 'COMMIT':
+            raise AssertionError('COMMIT answered %r: the transaction had '
+                                 'failed without an error reaching the client'
+                                 % tag)
+        return TxnResult(value, aborts)
+    raise RetriesExhausted(aborts)
 
 
 @atexit.register

@@ -1,0 +1,603 @@
+/*
+ * capture.c
+ *    Capture the row changes of a transaction on replicated tables, and at
+ *    commit turn them into one certified log entry.
+ *
+ * Capture is a C trigger (AFTER ROW for INSERT/UPDATE/DELETE, AFTER
+ * STATEMENT for TRUNCATE) enabled ALWAYS on every replicated table, so it
+ * sees writes from any source: plain statements, COPY, PL/pgSQL, triggers,
+ * prepared statements.  Each change keeps the subtransaction it was made
+ * in; ROLLBACK TO SAVEPOINT drops it.  The log carries values (row images as
+ * JSON), never statements, so now(), random(), sequences and defaults give
+ * every node the origin's values.
+ *
+ * At pre-commit the changes become one entry {x, check, write, changes}:
+ * x is the round the transaction's snapshot had applied; check and write
+ * are conflict keys (every unique key of every written row, the referenced
+ * key of each foreign key, and table-level keys for TRUNCATE, DDL and tables
+ * without a primary key).  The entry is appended, certified by this node's
+ * own acceptor in log order (certify.c), and the transaction either
+ * commits, marking its round applied here in the same local transaction,
+ * or fails with SQLSTATE 40001 naming the conflicting round.  A transaction
+ * that writes no replicated table does none of this.
+ */
+#include "pg_paxos.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "postmaster/postmaster.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(paxos_capture_trigger);
+
+/* One captured change, in TopTransactionContext. */
+typedef struct Change
+{
+	SubTransactionId subxid;
+	char	   *json;			/* {"op":..., ...} */
+	List	   *check;			/* conflict keys to check (char *) */
+	List	   *write;			/* conflict keys this change writes */
+} Change;
+
+/* The transaction's captured state. */
+static List *changes = NIL;
+static char *txn_group = NULL;
+static int64 txn_x = -1;
+static bool committing = false;
+
+bool		PaxosApplying = false;
+
+static void CaptureXactCallback(XactEvent event, void *arg);
+static void CaptureSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+static void Reset(void);
+static void BeginCapture(const char *group_id);
+static char *RowJson(Relation rel, HeapTuple tuple);
+static char *ValueHex(Datum value, Oid type);
+static void AddKeys(Relation rel, const char *relname, HeapTuple tuple, Change *c);
+static void AddTableKeys(const char *relname, bool table_level, Change *c);
+static int	CompareStrings(const void *a, const void *b);
+static void AppendKeys(StringInfo buf, const char *name, List *changes_list, bool write);
+static void CommitChanges(void);
+
+/*
+ * PaxosOriginId names this server in the entries it originates: node id,
+ * system identifier and port, unique even where node ids are not set.
+ */
+const char *
+PaxosOriginId(void)
+{
+	static char *origin = NULL;
+
+	if (origin == NULL)
+		origin = MemoryContextStrdup(TopMemoryContext,
+									 psprintf("%s/" UINT64_FORMAT "/%d", PaxosNodeId,
+											  GetSystemIdentifier(), PostPortNumber));
+	return origin;
+}
+
+/* PaxosInitCapture registers the transaction callbacks (from _PG_init). */
+void
+PaxosInitCapture(void)
+{
+	RegisterXactCallback(CaptureXactCallback, NULL);
+	RegisterSubXactCallback(CaptureSubXactCallback, NULL);
+}
+
+/* Reset forgets the transaction's changes (their memory goes with it). */
+static void
+Reset(void)
+{
+	changes = NIL;
+	txn_group = NULL;
+	txn_x = -1;
+	committing = false;
+}
+
+/*
+ * BeginCapture starts capturing for a group in this transaction, and
+ * records x: the log position the transaction's writes are based on.  It is
+ * read with the snapshot of the first writing statement, so it never
+ * exceeds what that statement saw (a conservative x can only cause a
+ * spurious conflict, never a missed one).
+ */
+static void
+BeginCapture(const char *group_id)
+{
+	GroupInfo	group;
+
+	if (txn_group != NULL)
+	{
+		if (strcmp(txn_group, group_id) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a transaction can write the tables of one paxos group only"),
+					 errdetail("It wrote tables of groups \"%s\" and \"%s\".", txn_group, group_id)));
+		return;
+	}
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	SPI_finish();
+	txn_group = MemoryContextStrdup(TopTransactionContext, group_id);
+	txn_x = group.last_applied_round;
+}
+
+/* RowJson is a row as JSON (row_to_json), the form the log carries. */
+static char *
+RowJson(Relation rel, HeapTuple tuple)
+{
+	Datum		row = heap_copy_tuple_as_datum(tuple, RelationGetDescr(rel));
+
+	return text_to_cstring(DatumGetTextPP(DirectFunctionCall1(row_to_json, row)));
+}
+
+/*
+ * ValueHex is a value's binary send form in hex: the same bytes on every
+ * node whatever the session's settings (DateStyle, TimeZone), which text
+ * output would not guarantee for keys.
+ */
+static char *
+ValueHex(Datum value, Oid type)
+{
+	Oid			sendfn;
+	bool		isvarlena;
+	bytea	   *bytes;
+	StringInfoData buf;
+	int			i;
+
+	getTypeBinaryOutputInfo(type, &sendfn, &isvarlena);
+	bytes = OidSendFunctionCall(sendfn, value);
+	initStringInfo(&buf);
+	for (i = 0; i < VARSIZE(bytes) - VARHDRSZ; i++)
+		appendStringInfo(&buf, "%02x", (unsigned char) VARDATA(bytes)[i]);
+	return buf.data;
+}
+
+/*
+ * AddKeys adds the row keys of one row image: one per unique index (primary
+ * key included), written exclusively ("k:"), and the referenced key of each
+ * foreign key, written shared ("s:"), so that a child insert and a
+ * concurrent change of its parent conflict, but two children do not.  Columns are
+ * named and ordered by attribute number on both sides, so a foreign key and
+ * the key it references give the same string.  Keys with a NULL are no
+ * keys (NULLs never collide).
+ */
+static void
+AddKeys(Relation rel, const char *relname, HeapTuple tuple, Change *c)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *indexes = RelationGetIndexList(rel);
+	List	   *fkeys = RelationGetFKeyList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+		StringInfoData key;
+		int			cols[INDEX_MAX_KEYS];
+		int			n;
+		int			i;
+		int			j;
+		bool		usable = true;
+
+		if (!HeapTupleIsValid(itup))
+			continue;
+		index = (Form_pg_index) GETSTRUCT(itup);
+		n = index->indnkeyatts;
+		for (i = 0; i < n; i++)
+		{
+			cols[i] = index->indkey.values[i];
+			if (cols[i] == 0)
+				usable = false;	/* expression index: no plain key */
+		}
+		usable = usable && index->indisunique;
+		ReleaseSysCache(itup);
+		if (!usable)
+			continue;
+		/* order columns by attribute number */
+		for (i = 1; i < n; i++)
+			for (j = i; j > 0 && cols[j - 1] > cols[j]; j--)
+			{
+				int			t = cols[j];
+
+				cols[j] = cols[j - 1];
+				cols[j - 1] = t;
+			}
+		initStringInfo(&key);
+		appendStringInfo(&key, "k:%s(", relname);
+		for (i = 0; i < n; i++)
+			appendStringInfo(&key, "%s%s", i ? "," : "",
+							 NameStr(TupleDescAttr(desc, cols[i] - 1)->attname));
+		appendStringInfoString(&key, ")=");
+		for (i = 0; i < n && usable; i++)
+		{
+			bool		isnull;
+			Datum		v = heap_getattr(tuple, cols[i], desc, &isnull);
+
+			if (isnull)
+				usable = false;
+			else
+				appendStringInfo(&key, "%s%s", i ? "," : "",
+								 ValueHex(v, TupleDescAttr(desc, cols[i] - 1)->atttypid));
+		}
+		if (usable)
+		{
+			/* exclusive: conflicts with writes of and references to the row */
+			c->check = lappend(c->check, key.data);
+			c->check = lappend(c->check, psprintf("s%s", key.data + 1));
+			c->write = lappend(c->write, key.data);
+		}
+	}
+
+	foreach(lc, fkeys)
+	{
+		ForeignKeyCacheInfo *fk = (ForeignKeyCacheInfo *) lfirst(lc);
+		char	   *refname;
+		StringInfoData key;
+		int			order[INDEX_MAX_KEYS];
+		int			i;
+		int			j;
+		bool		usable = true;
+
+		if (fk->conrelid != RelationGetRelid(rel))
+			continue;
+		refname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(fk->confrelid)),
+											 get_rel_name(fk->confrelid));
+		for (i = 0; i < fk->nkeys; i++)
+			order[i] = i;
+		for (i = 1; i < fk->nkeys; i++)
+			for (j = i; j > 0 && fk->confkey[order[j - 1]] > fk->confkey[order[j]]; j--)
+			{
+				int			t = order[j];
+
+				order[j] = order[j - 1];
+				order[j - 1] = t;
+			}
+		initStringInfo(&key);
+		appendStringInfo(&key, "k:%s(", refname);
+		for (i = 0; i < fk->nkeys; i++)
+			appendStringInfo(&key, "%s%s", i ? "," : "",
+							 get_attname(fk->confrelid, fk->confkey[order[i]], false));
+		appendStringInfoString(&key, ")=");
+		for (i = 0; i < fk->nkeys && usable; i++)
+		{
+			bool		isnull;
+			AttrNumber	att = fk->conkey[order[i]];
+			Datum		v = heap_getattr(tuple, att, desc, &isnull);
+
+			if (isnull)
+				usable = false;
+			else
+				appendStringInfo(&key, "%s%s", i ? "," : "",
+								 ValueHex(v, TupleDescAttr(desc, att - 1)->atttypid));
+		}
+		/*
+		 * shared: conflicts with a concurrent change of the parent row, not
+		 * with other children referencing it
+		 */
+		if (usable)
+		{
+			c->check = lappend(c->check, key.data);
+			c->write = lappend(c->write, psprintf("s%s", key.data + 1));
+		}
+	}
+}
+
+/*
+ * AddTableKeys adds the table-level keys: every write marks the table
+ * written ("w:"), and conflicts with a concurrent table-level operation
+ * ("t:": TRUNCATE, DDL, any write to a table without a primary key), which
+ * in turn conflicts with any concurrent write to the table.
+ */
+static void
+AddTableKeys(const char *relname, bool table_level, Change *c)
+{
+	char	   *w = psprintf("w:%s", relname);
+	char	   *t = psprintf("t:%s", relname);
+
+	c->check = lappend(c->check, t);
+	c->write = lappend(c->write, w);
+	if (table_level)
+	{
+		c->check = lappend(c->check, w);
+		c->write = lappend(c->write, t);
+	}
+}
+
+/*
+ * PaxosCaptureStatement records a DDL statement on a replicated table, to be
+ * replayed in log order with the transaction's other changes (utility hook).
+ */
+void
+PaxosCaptureStatement(const char *group_id, const char *relname, const char *sql)
+{
+	MemoryContext old;
+	Change	   *c;
+	StringInfoData buf;
+
+	if (PaxosApplying)
+		return;
+	BeginCapture(group_id);
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	c = palloc0(sizeof(Change));
+	c->subxid = GetCurrentSubTransactionId();
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"op\":\"S\",\"rel\":");
+	escape_json(&buf, relname);
+	appendStringInfoString(&buf, ",\"sql\":");
+	escape_json(&buf, sql);
+	appendStringInfoChar(&buf, '}');
+	c->json = buf.data;
+	AddTableKeys(relname, true, c);
+	changes = lappend(changes, c);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * paxos_capture_trigger records one row change (or a TRUNCATE) of a
+ * replicated table in the transaction's change list.
+ */
+Datum
+paxos_capture_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	const char *group_id;
+	char	   *relname;
+	MemoryContext old;
+	Change	   *c;
+	StringInfoData buf;
+	bool		has_pkey;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("paxos_capture_trigger can only be called as a trigger")));
+	if (PaxosApplying)
+		return PointerGetDatum(NULL);
+	if (committing)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("replicated tables cannot be written while the transaction commits"),
+				 errhint("Deferred triggers that write replicated tables are not supported.")));
+
+	rel = td->tg_relation;
+	group_id = PaxosReplicatedGroup(RelationGetRelid(rel));
+	if (group_id == NULL)
+		return PointerGetDatum(NULL);	/* no longer replicated */
+	BeginCapture(group_id);
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										 RelationGetRelationName(rel));
+	has_pkey = OidIsValid(RelationGetPrimaryKeyIndex(rel));
+	c = palloc0(sizeof(Change));
+	c->subxid = GetCurrentSubTransactionId();
+	initStringInfo(&buf);
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		appendStringInfoString(&buf, "{\"op\":\"T\",\"rel\":");
+		escape_json(&buf, relname);
+		appendStringInfoChar(&buf, '}');
+		AddTableKeys(relname, true, c);
+	}
+	else
+	{
+		const char *op = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? "I" :
+		TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "U" : "D";
+
+		appendStringInfo(&buf, "{\"op\":\"%s\",\"rel\":", op);
+		escape_json(&buf, relname);
+		if (!TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		{
+			appendStringInfo(&buf, ",\"old\":%s", RowJson(rel, td->tg_trigtuple));
+			AddKeys(rel, relname, td->tg_trigtuple, c);
+		}
+		if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		{
+			HeapTuple	newtuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event)
+				? td->tg_newtuple : td->tg_trigtuple;
+
+			appendStringInfo(&buf, ",\"new\":%s", RowJson(rel, newtuple));
+			AddKeys(rel, relname, newtuple, c);
+		}
+		appendStringInfoChar(&buf, '}');
+		/* without a primary key rows have no identity: the table is the key */
+		AddTableKeys(relname, !has_pkey, c);
+	}
+	c->json = buf.data;
+	changes = lappend(changes, c);
+	MemoryContextSwitchTo(old);
+
+	return PointerGetDatum(NULL);
+}
+
+/* CompareStrings orders char pointers for qsort. */
+static int
+CompareStrings(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * AppendKeys writes a JSON array of the distinct check or write keys
+ * (sorted, so that a large transaction costs n log n, not n squared).
+ */
+static void
+AppendKeys(StringInfo buf, const char *name, List *list, bool write)
+{
+	ListCell   *lc;
+	ListCell   *kc;
+	char	  **keys;
+	int			nkeys = 0;
+	int			max = 0;
+	int			i;
+	bool		first = true;
+
+	foreach(lc, list)
+		max += list_length(write ? ((Change *) lfirst(lc))->write : ((Change *) lfirst(lc))->check);
+	keys = palloc(sizeof(char *) * Max(1, max));
+	foreach(lc, list)
+		foreach(kc, write ? ((Change *) lfirst(lc))->write : ((Change *) lfirst(lc))->check)
+			keys[nkeys++] = (char *) lfirst(kc);
+	qsort(keys, nkeys, sizeof(char *), CompareStrings);
+
+	appendStringInfo(buf, ",\"%s\":[", name);
+	for (i = 0; i < nkeys; i++)
+	{
+		if (i > 0 && strcmp(keys[i], keys[i - 1]) == 0)
+			continue;
+		if (!first)
+			appendStringInfoChar(buf, ',');
+		escape_json(buf, keys[i]);
+		first = false;
+	}
+	appendStringInfoChar(buf, ']');
+	pfree(keys);
+}
+
+/*
+ * CommitChanges appends the transaction's entry, has it certified, and
+ * either marks its round applied here (the local commit that follows holds
+ * the changes) or raises a serialization failure.
+ */
+static void
+CommitChanges(void)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	bool		first = true;
+	char	   *value_id;
+	int64		round;
+	int64		conflict;
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"x\":" INT64_FORMAT ",\"xid\":%u,\"origin\":",
+					 txn_x, GetTopTransactionId());
+	escape_json(&buf, PaxosOriginId());
+	AppendKeys(&buf, "check", changes, false);
+	AppendKeys(&buf, "write", changes, true);
+	appendStringInfoString(&buf, ",\"changes\":[");
+	foreach(lc, changes)
+	{
+		if (!first)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfoString(&buf, ((Change *) lfirst(lc))->json);
+		first = false;
+	}
+	appendStringInfoString(&buf, "]}");
+
+	value_id = psprintf(PAXOS_TXN_PREFIX "%s/%d/%016llx", PaxosNodeId, MyProcPid,
+						(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
+	round = PaxosAppendValue(txn_group, value_id, buf.data);
+	conflict = PaxosCertifyThroughSelf(txn_group, round);
+	if (conflict >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a concurrent update in paxos group \"%s\"",
+						txn_group),
+				 errdetail("The transaction's entry in round " INT64_FORMAT " conflicts with round " INT64_FORMAT ", committed after its snapshot (round " INT64_FORMAT ").",
+						   round, conflict, txn_x),
+				 errhint("The transaction might succeed if retried.")));
+
+	/* the local commit that follows applies the round here */
+	values[0] = CStringGetTextDatum(txn_group);
+	values[1] = Int64GetDatum(round);
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE pgp_metadata.outcome SET applied = true"
+							  " WHERE group_id = $1 AND round_num = $2 AND committed",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_processed != 1)
+		elog(ERROR, "pg_paxos: round " INT64_FORMAT " has no committed outcome", round);
+
+	/*
+	 * If every earlier round is applied here, so is this one: move the
+	 * applied cursor, so that this node's next transaction is based on it
+	 * (its x) and does not conflict with its own predecessor.
+	 */
+	if (SPI_execute_with_args("UPDATE pgp_metadata.\"group\" SET last_applied_round = $2"
+							  " WHERE group_id = $1 AND last_applied_round = $2 - 1",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "pg_paxos: could not move the applied cursor");
+	SPI_finish();
+}
+
+/*
+ * CaptureXactCallback: at pre-commit, certify (see the file header);
+ * two-phase commit is refused for replicated writes; at the end of the
+ * transaction the state is reset.
+ */
+static void
+CaptureXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (changes != NIL && !committing)
+			{
+				committing = true;
+				/* pre-commit runs after the last statement's snapshot is gone */
+				PushActiveSnapshot(GetTransactionSnapshot());
+				CommitChanges();
+				PopActiveSnapshot();
+			}
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (changes != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("PREPARE TRANSACTION is not supported for transactions that write replicated tables")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			Reset();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * CaptureSubXactCallback drops the changes of a subtransaction that rolls
+ * back: those made in it or in its children, which all have subtransaction
+ * ids at least as high, since siblings started after it have not begun.
+ */
+static void
+CaptureSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB || changes == NIL)
+		return;
+	foreach(lc, changes)
+	{
+		Change	   *c = (Change *) lfirst(lc);
+
+		if (c->subxid >= mySubid)
+			changes = foreach_delete_current(changes, lc);
+	}
+}
