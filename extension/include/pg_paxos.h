@@ -229,6 +229,8 @@ extern int64 PaxosApplyThroughSelf(const char *group_id, int64 max_round,
 extern void PaxosExecuteLogValue(const char *group_id, int64 round, const char *sql);
 extern void PaxosInsertRows(const char *rel, const char *json_rows);
 extern void PaxosSyncGroup(const char *group_id, bool may_apply_here);
+extern bool PaxosLockExclusiveTables(void);
+extern bool PaxosExclusiveTablesPending(void);
 extern void PaxosInitApply(void);
 extern void PaxosInitDdl(void);
 

@@ -69,6 +69,8 @@ typedef struct ReadGroups
 static void ApplyChanges(const char *group_id, int64 round, const char *entry);
 static void ApplyChangesAsReplica(const char *group_id, int64 round, const char *entry);
 static void WaitForLocalOrigin(const char *entry);
+static bool LockApplier(const char *group_id, bool wait_briefly);
+static void RememberExclusiveTables(const char *entry);
 static void ClaimAndApply(const char *group_id, int64 round, const char *entry);
 static bool TryApplyExclusive(const char *group_id, int64 round, const char *entry);
 static void ApplyRowChange(int64 round, const char *op, const char *rel,
@@ -410,6 +412,46 @@ NeedsExclusiveLock(const char *entry)
 }
 
 /*
+ * LockApplier takes the lock that makes one applier at a time apply a
+ * group's log on this node, until the end of the transaction.  Without
+ * `wait_briefly` it waits as long as needed.  With it, it gives up after
+ * a short while: the caller is a statement catching up for a strong read,
+ * possibly holding a lock that the busy applier (the worker, waiting for
+ * an ACCESS EXCLUSIVE lock for a TRUNCATE or DDL round) needs, and waiting
+ * for each other would only end when the worker's lock_timeout expires,
+ * again and again.  Caller is connected to SPI.
+ */
+static bool
+LockApplier(const char *group_id, bool wait_briefly)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	int			attempt;
+
+	values[0] = CStringGetTextDatum(group_id);
+	if (!wait_briefly)
+	{
+		if (SPI_execute_with_args("SELECT pg_advisory_xact_lock(" CppAsString2(APPLY_LOCK_CLASS)
+								  ", hashtext($1))", 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "pg_paxos: could not lock the log of group \"%s\"", group_id);
+		return true;
+	}
+	for (attempt = 0; attempt < 50; attempt++)
+	{
+		bool		isnull;
+
+		if (SPI_execute_with_args("SELECT pg_try_advisory_xact_lock(" CppAsString2(APPLY_LOCK_CLASS)
+								  ", hashtext($1))", 1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_paxos: could not lock the log of group \"%s\"", group_id);
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			return true;
+		pg_usleep(2000);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return false;
+}
+
+/*
  * PaxosApplyUpTo applies every round of a group up to max_round on this
  * node, in the current transaction (certifying and learning them first, in
  * transactions of their own), and returns the last round applied.  A round
@@ -428,10 +470,13 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 	Datum		values[2];
 
 	SPI_connect();
-	values[0] = CStringGetTextDatum(group_id);
-	if (SPI_execute_with_args("SELECT pg_advisory_xact_lock(" CppAsString2(APPLY_LOCK_CLASS)
-							  ", hashtext($1))", 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "pg_paxos: could not lock the log of group \"%s\"", group_id);
+	if (!LockApplier(group_id, mode == APPLY_STOP_BEFORE_EXCLUSIVE))
+	{
+		/* another applier is busy (see LockApplier): go on from here */
+		GroupLoadOrError(group_id, &group);
+		SPI_finish();
+		return group.last_applied_round;
+	}
 	GroupLoadOrError(group_id, &group);
 	SPI_finish();
 	if (group.last_applied_round >= max_round)
@@ -536,6 +581,78 @@ ClaimAndApply(const char *group_id, int64 round, const char *entry)
 		ApplyChangesAsReplica(group_id, round, entry);
 }
 
+/* Tables a round that could not be applied needs exclusively (worker). */
+static List *exclusive_tables = NIL;
+
+/*
+ * RememberExclusiveTables notes the tables an entry's TRUNCATE and DDL
+ * lock, for PaxosLockExclusiveTables to take before the next attempt.
+ */
+static void
+RememberExclusiveTables(const char *entry)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	uint64		i;
+	MemoryContext old;
+
+	values[0] = CStringGetTextDatum(entry);
+	if (SPI_execute_with_args("SELECT DISTINCT c->>'rel' FROM jsonb_array_elements($1::jsonb->'changes') c"
+							  " WHERE c->>'op' IN ('T', 'S')", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: could not read the tables of an entry");
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	list_free_deep(exclusive_tables);
+	exclusive_tables = NIL;
+	for (i = 0; i < SPI_processed; i++)
+		exclusive_tables = lappend(exclusive_tables,
+								   pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)));
+	MemoryContextSwitchTo(old);
+}
+
+/* PaxosExclusiveTablesPending: did a round miss its exclusive locks? */
+bool
+PaxosExclusiveTablesPending(void)
+{
+	return exclusive_tables != NIL;
+}
+
+/*
+ * PaxosLockExclusiveTables (worker, before applying) takes the ACCESS
+ * EXCLUSIVE locks that a TRUNCATE or DDL round failed to get, waiting up
+ * to a second, without holding the applier's lock: while it waits,
+ * statements that hold locks on those tables can still catch up (see
+ * LockApplier) and finish, so the lock is granted.  False if it was not.
+ */
+bool
+PaxosLockExclusiveTables(void)
+{
+	ListCell   *lc;
+	volatile bool ok = true;
+
+	if (exclusive_tables == NIL)
+		return true;
+	SPI_connect();
+	(void) set_config_option("lock_timeout", "1s", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	PG_TRY();
+	{
+		foreach(lc, exclusive_tables)
+			if (SPI_execute(psprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE",
+									 (char *) lfirst(lc)), false, 0) != SPI_OK_UTILITY)
+				ok = false;
+	}
+	PG_FINALLY();
+	{
+		(void) set_config_option("lock_timeout", "0", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	}
+	PG_END_TRY();
+	SPI_finish();
+	list_free_deep(exclusive_tables);
+	exclusive_tables = NIL;
+	return ok;
+}
+
 /*
  * TryApplyExclusive applies a round that needs an ACCESS EXCLUSIVE lock in
  * a subtransaction with a short lock_timeout; false (nothing done) if a
@@ -573,6 +690,7 @@ TryApplyExclusive(const char *group_id, int64 round, const char *entry)
 		CurrentResourceOwner = oldowner;
 		FreeErrorData(edata);
 		applied = false;
+		RememberExclusiveTables(entry);
 	}
 	PG_END_TRY();
 	return applied;
@@ -624,6 +742,12 @@ paxos_apply_upto(PG_FUNCTION_ARGS)
 	int64		max_round = PaxosInt64Arg(fcinfo, 1, "max_round_num");
 	bool		stop = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
 
+	/*
+	 * Applied rounds and the cursor commit together: a crash that loses
+	 * them leaves the rounds to apply again.  No need to wait for the flush.
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	PG_RETURN_INT64(PaxosApplyUpTo(group_id, max_round,
 								   stop ? APPLY_STOP_BEFORE_EXCLUSIVE : APPLY_YIELD_ON_LOCK));
 }

@@ -24,6 +24,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 PG_FUNCTION_INFO_V1(paxos_certify);
 
@@ -170,6 +171,13 @@ paxos_certify(PG_FUNCTION_ARGS)
 	int64		conflict;
 
 	PaxosCheckRoundNumber(max_round, "max_round_num");
+
+	/*
+	 * Certification is a function of the log: if a crash loses it, it is
+	 * done again, the same.  No need to wait for the WAL flush.
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
 	SPI_finish();

@@ -566,11 +566,13 @@ restart:
 		CarryNext(group_id, round + 1, group.config_round, &next);
 
 	if (MembershipIsChange(p.proposal) || value_id == NULL ||
+		strncmp(value_id, PAXOS_TXN_PREFIX, strlen(PAXOS_TXN_PREFIX)) == 0 ||
 		strcmp(p.chosen_ballot.proposer, proposer_id) != 0)
 	{
 		/*
 		 * Learn now: tell every member.  A membership change needs a
-		 * majority; a learner (no value of its own) waits for this node.
+		 * majority; a learner (no value of its own), and a transaction,
+		 * whose certification comes next, wait for this node.
 		 */
 		snprintf(number_str, sizeof(number_str), INT64_FORMAT, p.chosen_ballot.number);
 		params[0] = p.chosen_ballot.proposer;
@@ -578,7 +580,9 @@ restart:
 		params[5] = p.proposal.data;
 		lcol.needed = MembershipIsChange(p.proposal) ? p.quorum : 0;
 		lcol.acks = 0;
-		lcol.local = value_id == NULL ? LocalHostIndex(hosts, group_id) : -1;
+		lcol.local = value_id == NULL ||
+			strncmp(value_id, PAXOS_TXN_PREFIX, strlen(PAXOS_TXN_PREFIX)) == 0
+			? LocalHostIndex(hosts, group_id) : -1;
 		lcol.local_done = false;
 		FanoutCall(peers, npeers, RPC_CONFIRM, params, 6, PaxosRpcTimeoutMs,
 				   lcol.needed > 0 || lcol.local >= 0 ? OnLearned : NULL, &lcol, &stats);

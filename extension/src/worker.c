@@ -155,7 +155,10 @@ LearnGroup(WorkerGroup *wg, bool catch_up)
 	wg->learned_upto = n > 0 ? first_missing - 1 : target;
 }
 
-/* ApplyGroup applies, in the background, what this node learned. */
+/*
+ * ApplyGroup applies, in the background, what this node learned; first
+ * taking the table locks a TRUNCATE or DDL round could not get last time.
+ */
 static void
 ApplyGroup(WorkerGroup *wg)
 {
@@ -211,9 +214,21 @@ RunOnce(uint64 iteration)
 		PG_TRY();
 		{
 			LearnGroup(wg, iteration % PAXOS_CATCHUP_EVERY == 0);
-			ApplyGroup(wg);
+			if (PaxosLockExclusiveTables())
+				ApplyGroup(wg);
 			PopActiveSnapshot();
 			CommitTransactionCommand();
+
+			/* a TRUNCATE or DDL round missed its lock: take it, go on now */
+			if (PaxosExclusiveTablesPending())
+			{
+				StartTransactionCommand();
+				PushActiveSnapshot(GetTransactionSnapshot());
+				if (PaxosLockExclusiveTables())
+					ApplyGroup(wg);
+				PopActiveSnapshot();
+				CommitTransactionCommand();
+			}
 			if (wg->failing)
 				ereport(LOG,
 						(errmsg("pg_paxos worker: group \"%s\" is learning again, up to round " INT64_FORMAT,

@@ -233,8 +233,10 @@ def writer_loop(node, stop, out):
                     c.sql("INSERT INTO kv (k, v) VALUES (%s, 'w')", (k,))
                     c.sql("UPDATE kv SET v = v || '+' WHERE k = %s", (k,))
 
-                pgcluster.run_transaction(conn, body, deadline=60,
-                                          timeout=60)
+                # a DDL on the table makes writes fail (40001) until this
+                # node applied it: what is bounded is time, not attempts
+                pgcluster.run_transaction(conn, body, max_attempts=100000,
+                                          deadline=60, timeout=60)
                 out.append(('ok', k))
     except Exception as e:                   # reported by the test
         out.append(('error', repr(e)))
