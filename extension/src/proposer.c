@@ -36,6 +36,10 @@
 #define BACKOFF_BASE_US 500
 #define BACKOFF_MAX_US 20000
 
+/* Phases tried when a majority does not answer, and the delay between. */
+#define UNREACHABLE_ATTEMPTS 3
+#define UNREACHABLE_DELAY_MS 250
+
 /* First ballot numbers are drawn from [0, FIRST_BALLOT_RANGE). */
 #define FIRST_BALLOT_RANGE 1024
 
@@ -98,6 +102,8 @@ static void Backoff(int conflicts);
 static void Retry(px_proposer *p);
 static void NoMajority(const char *group_id, int64 round, int nhosts,
 					   const FanoutStats *stats) pg_attribute_noreturn();
+static void Unreachable(const char *group_id, int64 round, int nhosts,
+						const FanoutStats *stats, int attempts);
 static void CarryNext(const char *group_id, int64 round, int64 config_round,
 					  const px_proposer *next);
 static void CarryLearn(const char *group_id, int64 round, int64 number);
@@ -276,6 +282,22 @@ Retry(px_proposer *p)
 													 FIRST_BALLOT_RANGE - 1);
 }
 
+/*
+ * Unreachable handles a phase in which too few members answered: a
+ * connection that just broke (a peer restarted, or was dropped as stuck) is
+ * only retried after a short delay, so the phase is tried again twice,
+ * after that delay, before the call fails.
+ */
+static void
+Unreachable(const char *group_id, int64 round, int nhosts, const FanoutStats *stats,
+			int attempts)
+{
+	if (attempts >= UNREACHABLE_ATTEMPTS)
+		NoMajority(group_id, round, nhosts, stats);
+	pg_usleep(UNREACHABLE_DELAY_MS * 1000L);
+	CHECK_FOR_INTERRUPTS();
+}
+
 /* NoMajority reports that too few members answered to decide anything. */
 static void
 NoMajority(const char *group_id, int64 round, int nhosts, const FanoutStats *stats)
@@ -399,6 +421,7 @@ PaxosRunRound(const char *group_id, int64 round, const char *value_id,
 	px_proposer next;
 	px_value	own;
 	int			conflicts = 0;
+	int			unreachable = 0;
 	int64		number;
 	int			npeers;
 	PeerConnection **peers;
@@ -520,7 +543,11 @@ restart:
 			if (rc.status == PX_CHOSEN)
 				break;
 			if (rc.status == PX_WAIT && stats.answered < p.quorum)
-				NoMajority(group_id, round, npeers, &stats);
+			{
+				Unreachable(group_id, round, npeers, &stats, ++unreachable);
+				Retry(&p);
+				continue;
+			}
 			/* refused by some and unreachable for others: retry higher */
 			if (rc.status == PX_PREEMPTED || rc.status == PX_WAIT)
 			{
@@ -552,7 +579,11 @@ restart:
 		if (rc.status == PX_CHOSEN)
 			break;
 		if (rc.status == PX_WAIT && stats.answered < p.quorum)
-			NoMajority(group_id, round, npeers, &stats);
+		{
+			Unreachable(group_id, round, npeers, &stats, ++unreachable);
+			Retry(&p);
+			continue;
+		}
 		Backoff(++conflicts);
 		Retry(&p);
 	}
