@@ -29,6 +29,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -45,6 +46,8 @@ typedef struct WorkerGroup
 	int64		learned_upto;	/* every round up to here is known chosen */
 	int64		last_top;		/* highest accepted round seen last time */
 	bool		failing;		/* last attempt failed (for logging) */
+	bool		replicating;	/* the group replicates tables: apply it */
+	int64		scanned_upto;	/* rounds looked at for "replicate" entries */
 	bool		seen;			/* still exists (mark and sweep) */
 } WorkerGroup;
 
@@ -99,6 +102,7 @@ FindGroup(const char *group_id)
 	strlcpy(groups[ngroups].group_id, group_id, sizeof(groups[0].group_id));
 	groups[ngroups].learned_upto = -1;
 	groups[ngroups].last_top = -1;
+	groups[ngroups].scanned_upto = -1;
 	return &groups[ngroups++];
 }
 
@@ -156,13 +160,38 @@ LearnGroup(WorkerGroup *wg, bool catch_up)
 }
 
 /*
- * ApplyGroup applies, in the background, what this node learned; first
- * taking the table locks a TRUNCATE or DDL round could not get last time.
+ * ApplyGroup applies, in the background, what this node learned, for a
+ * group that replicates tables (a plain log of values is executed only on
+ * demand, by paxos_apply_log, as in the pg_paxos README).
  */
 static void
 ApplyGroup(WorkerGroup *wg)
 {
-	if (wg->learned_upto >= 0)
+	if (wg->learned_upto < 0)
+		return;
+	if (!wg->replicating && wg->scanned_upto < wg->learned_upto)
+	{
+		Oid			types[3] = {TEXTOID, INT8OID, INT8OID};
+		Datum		values[3];
+		bool		isnull;
+
+		SPI_connect();
+		values[0] = CStringGetTextDatum(wg->group_id);
+		values[1] = Int64GetDatum(wg->scanned_upto);
+		values[2] = Int64GetDatum(wg->learned_upto);
+		if (SPI_execute_with_args("SELECT EXISTS (SELECT 1 FROM pgp_metadata.replicated_tables"
+								  " WHERE group_id = $1) OR EXISTS (SELECT 1 FROM pgp_metadata.round"
+								  " WHERE group_id = $1 AND round_num > $2 AND round_num <= $3"
+								  " AND value_id LIKE 'pg_paxos:replicate:%')",
+								  3, types, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_paxos: could not tell whether group \"%s\" replicates tables",
+				 wg->group_id);
+		wg->replicating = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+		wg->scanned_upto = wg->learned_upto;
+	}
+	if (wg->replicating)
 		(void) PaxosApplyUpTo(wg->group_id, wg->learned_upto, APPLY_YIELD_ON_LOCK);
 }
 
