@@ -773,26 +773,17 @@ OnApplied(void *arg, int host, PGresult *res, const char *error)
 int64
 PaxosApplyThroughSelf(const char *group_id, int64 max_round, bool stop_before_exclusive)
 {
-	PeerConnection **self;
-	int			nself;
+	PeerConnection *self = PaxosSelfPeer(group_id);
 	char		round_str[32];
 	const char *params[3];
 	ApplyCollector ac = {false, -1};
 	FanoutStats stats;
-	GroupInfo	group;
-	MemoryContext outer = CurrentMemoryContext;
-
-	SPI_connect();
-	GroupLoadOrError(group_id, &group);
-	MemoryContextSwitchTo(outer);
-	self = PaxosPeersFor(list_make1(pstrdup(group.own_connection_string)), &nself);
-	SPI_finish();
 
 	snprintf(round_str, sizeof(round_str), INT64_FORMAT, max_round);
 	params[0] = group_id;
 	params[1] = round_str;
 	params[2] = stop_before_exclusive ? "true" : "false";
-	FanoutCall(self, nself, RPC_APPLY, params, 3, PaxosTimeoutMs, OnApplied, &ac, &stats);
+	FanoutCall(&self, 1, RPC_APPLY, params, 3, PaxosTimeoutMs, OnApplied, &ac, &stats);
 	if (!ac.answered)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),

@@ -207,25 +207,16 @@ OnCertified(void *arg, int host, PGresult *res, const char *error)
 int64
 PaxosCertifyThroughSelf(const char *group_id, int64 round)
 {
-	PeerConnection **self;
-	int			nself;
+	PeerConnection *self = PaxosSelfPeer(group_id);
 	char		round_str[32];
 	const char *params[2];
 	CertifyCollector cc = {false, -1};
 	FanoutStats stats;
-	GroupInfo	group;
-	MemoryContext outer = CurrentMemoryContext;
-
-	SPI_connect();
-	GroupLoadOrError(group_id, &group);
-	MemoryContextSwitchTo(outer);
-	self = PaxosPeersFor(list_make1(pstrdup(group.own_connection_string)), &nself);
-	SPI_finish();
 
 	snprintf(round_str, sizeof(round_str), INT64_FORMAT, round);
 	params[0] = group_id;
 	params[1] = round_str;
-	FanoutCall(self, nself, RPC_CERTIFY, params, 2, PaxosTimeoutMs, OnCertified,
+	FanoutCall(&self, 1, RPC_CERTIFY, params, 2, PaxosTimeoutMs, OnCertified,
 			   &cc, &stats);
 	if (!cc.answered)
 		ereport(ERROR,

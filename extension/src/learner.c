@@ -134,22 +134,20 @@ static int64
 CopyDecidedThroughSelf(const char *group_id, const char *own, int64 from_round,
 					   int64 to_round)
 {
-	PeerConnection **self;
-	int			nself;
+	PeerConnection *self = PeerGet(own);
 	char		from_str[32];
 	char		to_str[32];
 	const char *params[3];
 	CountCollector cc = {0, false};
 	FanoutStats stats;
 
-	self = PaxosPeersFor(list_make1(pstrdup(own)), &nself);
 	snprintf(from_str, sizeof(from_str), INT64_FORMAT, from_round);
 	snprintf(to_str, sizeof(to_str), INT64_FORMAT, to_round);
 	params[0] = group_id;
 	params[1] = from_str;
 	params[2] = to_str;
 	/* the acceptor itself waits up to one RPC timeout for its peers */
-	FanoutCall(self, nself, RPC_COPY_DECIDED, params, 3,
+	FanoutCall(&self, 1, RPC_COPY_DECIDED, params, 3,
 			   2 * PaxosRpcTimeoutMs + 1000, OnCount, &cc, &stats);
 	if (!cc.answered)
 		ereport(ERROR,

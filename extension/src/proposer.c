@@ -383,6 +383,24 @@ PaxosPreparedRound(const char *group_id)
 	return -1;
 }
 
+/*
+ * PaxosSelfPeer is the connection from this backend to its own node's
+ * acceptor, through the node's own connection string: how a backend has
+ * work done in a transaction of its own.
+ */
+PeerConnection *
+PaxosSelfPeer(const char *group_id)
+{
+	GroupInfo	group;
+	PeerConnection *self;
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	self = PeerGet(group.own_connection_string);
+	SPI_finish();
+	return self;
+}
+
 /* PaxosPeersFor maps connection strings to cached peer connections. */
 PeerConnection **
 PaxosPeersFor(List *connstrs, int *npeers)
