@@ -49,6 +49,15 @@ extern const char *PaxosExtensionSchema(void);
 extern List *PaxosStringListCopy(List *strings, MemoryContext context);
 extern char *PaxosTrimMessage(const char *message);
 
+typedef struct PaxosSavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} PaxosSavedUser;
+
+extern void PaxosBecomeSuperuser(PaxosSavedUser *saved);
+extern void PaxosRestoreUser(const PaxosSavedUser *saved);
+
 /* Prefix of value ids that pg_paxos itself puts in the log. */
 #define PAXOS_INTERNAL_PREFIX "pg_paxos:"
 #define PAXOS_ADD_HOST_PREFIX "pg_paxos:add_host:"

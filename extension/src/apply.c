@@ -831,10 +831,21 @@ FindReplicatedTables(Node *node, ReadGroups *rg)
 void
 PaxosSyncGroup(const char *group_id, bool may_apply_here)
 {
-	int64		target = PaxosMaxGroupRound(group_id, true);
+	PaxosSavedUser saved;
 
-	if (PaxosApplyThroughSelf(group_id, target, true) < target && may_apply_here)
-		(void) PaxosApplyUpTo(group_id, target, APPLY_ALL);
+	PaxosBecomeSuperuser(&saved);
+	PG_TRY();
+	{
+		int64		target = PaxosMaxGroupRound(group_id, true);
+
+		if (PaxosApplyThroughSelf(group_id, target, true) < target && may_apply_here)
+			(void) PaxosApplyUpTo(group_id, target, APPLY_ALL);
+	}
+	PG_FINALLY();
+	{
+		PaxosRestoreUser(&saved);
+	}
+	PG_END_TRY();
 }
 
 /*

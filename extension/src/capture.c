@@ -126,6 +126,7 @@ static void
 BeginCapture(const char *group_id)
 {
 	GroupInfo	group;
+	PaxosSavedUser saved;
 
 	if (txn_group != NULL)
 	{
@@ -136,9 +137,18 @@ BeginCapture(const char *group_id)
 					 errdetail("It wrote tables of groups \"%s\" and \"%s\".", txn_group, group_id)));
 		return;
 	}
-	SPI_connect();
-	GroupLoadOrError(group_id, &group);
-	SPI_finish();
+	PaxosBecomeSuperuser(&saved);
+	PG_TRY();
+	{
+		SPI_connect();
+		GroupLoadOrError(group_id, &group);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		PaxosRestoreUser(&saved);
+	}
+	PG_END_TRY();
 	txn_group = MemoryContextStrdup(TopTransactionContext, group_id);
 	txn_x = group.last_applied_round;
 }
@@ -590,6 +600,8 @@ CommitChanges(void)
 static void
 CaptureXactCallback(XactEvent event, void *arg)
 {
+	PaxosSavedUser saved;
+
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
@@ -598,7 +610,16 @@ CaptureXactCallback(XactEvent event, void *arg)
 				committing = true;
 				/* pre-commit runs after the last statement's snapshot is gone */
 				PushActiveSnapshot(GetTransactionSnapshot());
-				CommitChanges();
+				PaxosBecomeSuperuser(&saved);
+				PG_TRY();
+				{
+					CommitChanges();
+				}
+				PG_FINALLY();
+				{
+					PaxosRestoreUser(&saved);
+				}
+				PG_END_TRY();
 				PopActiveSnapshot();
 			}
 			break;

@@ -11,6 +11,7 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "common/pg_prng.h"
@@ -241,4 +242,26 @@ PaxosTrimMessage(const char *message)
 	while (len > 0 && (copy[len - 1] == '\n' || copy[len - 1] == ' '))
 		copy[--len] = '\0';
 	return copy;
+}
+
+/*
+ * PaxosBecomeSuperuser switches to the bootstrap superuser for pg_paxos's
+ * own work on behalf of any user's statement (capture, commit, catching up
+ * for a strong read): that work reads and writes pgp_metadata, which only
+ * the cluster's role may touch, and runs no SQL of the user's.
+ * PaxosRestoreUser switches back; use it in PG_FINALLY.
+ */
+void
+PaxosBecomeSuperuser(PaxosSavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* PaxosRestoreUser undoes PaxosBecomeSuperuser. */
+void
+PaxosRestoreUser(const PaxosSavedUser *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 }

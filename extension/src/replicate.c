@@ -14,7 +14,6 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_authid.h"
 #include "commands/extension.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -60,8 +59,7 @@ LoadCache(void)
 {
 	HASHCTL		ctl;
 	uint64		i;
-	Oid			save_userid;
-	int			save_sec;
+	PaxosSavedUser saved;
 
 	if (!callback_registered)
 	{
@@ -84,9 +82,8 @@ LoadCache(void)
 									  get_namespace_oid("pgp_metadata", true))))
 		return;
 	cache_loading = true;
-	/* any user's statement may need the cache: read it as the superuser */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	/* any user's statement may need the cache */
+	PaxosBecomeSuperuser(&saved);
 	PG_TRY();
 	{
 		SPI_connect();
@@ -107,7 +104,7 @@ LoadCache(void)
 	}
 	PG_FINALLY();
 	{
-		SetUserIdAndSecContext(save_userid, save_sec);
+		PaxosRestoreUser(&saved);
 		cache_loading = false;
 	}
 	PG_END_TRY();
