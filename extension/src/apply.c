@@ -22,7 +22,11 @@
  */
 #include "pg_paxos.h"
 
+#include "access/parallel.h"
 #include "access/xact.h"
+#include "executor/executor.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "storage/lmgr.h"
 #include "storage/procarray.h"
 #include "utils/memutils.h"
@@ -53,7 +57,11 @@ PG_FUNCTION_INFO_V1(paxos_apply_upto);
 int			PaxosConsistencyModel = PAXOS_CONSISTENCY_STRONG;
 
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static bool strong_read_active = false;
+
+/* Start time of the statement last caught up for (strong reads). */
+static TimestampTz synced_statement = 0;
 
 typedef struct ApplyCollector
 {
@@ -81,6 +89,8 @@ static Oid	RelationFromName(const char *rel);
 static bool OnApplied(void *arg, int host, PGresult *res, const char *error);
 static bool FindReplicatedTables(Node *node, ReadGroups *rg);
 static void StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate);
+static void StrongExecutorStart(QueryDesc *queryDesc, int eflags);
+static void SyncGroups(List *groups, bool may_apply_here);
 
 /* RelationFromName resolves a qualified table name from the log. */
 static Oid
@@ -859,7 +869,6 @@ static void
 StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate)
 {
 	ReadGroups	rg = {NIL};
-	ListCell   *lc;
 
 	if (prev_post_parse_analyze)
 		prev_post_parse_analyze(pstate, query, jstate);
@@ -878,17 +887,78 @@ StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate)
 	if (rg.groups == NIL)
 		return;
 
+	SyncGroups(rg.groups, query->commandType == CMD_SELECT);
+}
+
+/*
+ * SyncGroups catches up the groups a statement reads (PaxosSyncGroup),
+ * once per statement: queries run while catching up, and the statement's
+ * later executor starts, do not do it again.
+ */
+static void
+SyncGroups(List *groups, bool may_apply_here)
+{
+	ListCell   *lc;
+
 	strong_read_active = true;
 	PG_TRY();
 	{
-		foreach(lc, rg.groups)
-			PaxosSyncGroup(strVal(lfirst(lc)), query->commandType == CMD_SELECT);
+		foreach(lc, groups)
+			PaxosSyncGroup(strVal(lfirst(lc)), may_apply_here);
 	}
 	PG_FINALLY();
 	{
 		strong_read_active = false;
 	}
 	PG_END_TRY();
+	synced_statement = GetCurrentStatementStartTimestamp();
+}
+
+/*
+ * StrongExecutorStart covers what parse analysis does not see: a prepared
+ * statement executed again (extended protocol, EXECUTE).  A read of
+ * replicated tables that was not caught up for this statement is caught
+ * up now; under READ COMMITTED it then gets a new snapshot, taken after
+ * (under REPEATABLE READ the transaction's first snapshot is the read).
+ */
+static void
+StrongExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (PaxosConsistencyModel == PAXOS_CONSISTENCY_STRONG && !PaxosApplying &&
+		!strong_read_active && IsTransactionState() && !IsParallelWorker() &&
+		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 &&
+		queryDesc->operation == CMD_SELECT &&
+		synced_statement != GetCurrentStatementStartTimestamp() &&
+		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	{
+		List	   *groups = NIL;
+		ListCell   *lc;
+
+		foreach(lc, queryDesc->plannedstmt->rtable)
+		{
+			RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
+			const char *group_id;
+
+			if (rte->rtekind == RTE_RELATION &&
+				(group_id = PaxosReplicatedGroup(rte->relid)) != NULL)
+				groups = list_append_unique(groups, makeString(pstrdup(group_id)));
+		}
+		if (groups != NIL)
+		{
+			SyncGroups(groups, true);
+			if (!IsolationUsesXactSnapshot() && queryDesc->snapshot != NULL)
+			{
+				Snapshot	fresh = RegisterSnapshot(GetTransactionSnapshot());
+
+				UnregisterSnapshot(queryDesc->snapshot);
+				queryDesc->snapshot = fresh;
+			}
+		}
+	}
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
 }
 
 /*
@@ -948,4 +1018,6 @@ PaxosInitApply(void)
 {
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = StrongReadHook;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = StrongExecutorStart;
 }
