@@ -16,7 +16,9 @@
  *    replicate.c        which tables are replicated; paxos_replicate_table
  *    capture.c          row changes of a transaction -> one log entry
  *    certify.c          certification of transaction entries, in log order
- *    apply.c            applying the log; strong reads
+ *    apply.c            applying the log in order, once per round
+ *    apply_rows.c       applying one transaction's row changes
+ *    strong_read.c      strong reads: catch up before a statement
  *    ddl.c              DDL on replicated tables
  */
 #ifndef PG_PAXOS_H
@@ -241,7 +243,8 @@ extern void PaxosInsertRows(const char *rel, const char *json_rows);
 extern void PaxosSyncGroup(const char *group_id, bool may_apply_here);
 extern bool PaxosLockExclusiveTables(void);
 extern bool PaxosExclusiveTablesPending(void);
-extern void PaxosInitApply(void);
+extern void PaxosInitStrongReads(void);
+extern void PaxosApplyChanges(const char *group_id, int64 round, const char *entry);
 extern void PaxosInitDdl(void);
 
 #endif							/* PG_PAXOS_H */

@@ -90,7 +90,7 @@ _PG_init(void)
 
 	PaxosRegisterWorker();
 	PaxosInitCapture();
-	PaxosInitApply();
+	PaxosInitStrongReads();
 	PaxosInitDdl();
 }
 

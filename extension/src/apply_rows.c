@@ -1,0 +1,351 @@
+/*
+ * apply_rows.c
+ *    Applying one committed transaction entry: its row changes, TRUNCATE
+ *    and DDL, in order, with statements built from the local catalog
+ *    (columns, primary key, sequences) and the row images the log carries.
+ *
+ * Consecutive inserts into one table are one statement.  An UPDATE or
+ * DELETE finds its row by primary key, or, in a table without one, by the
+ * whole old row (one of identical rows); exactly one row must be found, or
+ * applying stops.  Serial and identity sequences are moved past the values
+ * applied.  Caller is connected to SPI.
+ */
+#include "pg_paxos.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+static Oid	RelationFromName(const char *rel);
+static char *ColumnList(Oid relid, bool key_only, bool for_update, const char *prefix);
+static void ApplyInserts(int64 round, const char *rel, StringInfo rows);
+static void ApplyRowChange(int64 round, const char *op, const char *rel,
+						   const char *old_row, const char *new_row);
+
+/* RelationFromName resolves a qualified table name from the log. */
+static Oid
+RelationFromName(const char *rel)
+{
+	return RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(rel)),
+							RowExclusiveLock, false);
+}
+
+/*
+ * ColumnList lists the columns of a table that are written on apply (not
+ * dropped, not generated; for_update: not GENERATED ALWAYS identity), or
+ * its primary key columns (key_only), each prefixed ("o." for "o.a, o.b").
+ * Empty for key_only without a key.
+ */
+static char *
+ColumnList(Oid relid, bool key_only, bool for_update, const char *prefix)
+{
+	Relation	rel = RelationIdGetRelation(relid);
+	TupleDesc	desc = RelationGetDescr(rel);
+	StringInfoData buf;
+	Bitmapset  *pkey = NULL;
+	int			i;
+
+	if (key_only)
+	{
+		Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+
+		if (OidIsValid(pkoid))
+		{
+			HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pkoid));
+			Form_pg_index index = (Form_pg_index) GETSTRUCT(itup);
+
+			for (i = 0; i < index->indnkeyatts; i++)
+				pkey = bms_add_member(pkey, index->indkey.values[i]);
+			ReleaseSysCache(itup);
+		}
+	}
+	initStringInfo(&buf);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		/* an identity column GENERATED ALWAYS cannot be updated: it never changes */
+		if (for_update && att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
+			continue;
+		if (key_only && !bms_is_member(att->attnum, pkey))
+			continue;
+		appendStringInfo(&buf, "%s%s%s", buf.len ? ", " : "", prefix,
+						 quote_identifier(NameStr(att->attname)));
+	}
+	RelationClose(rel);
+	return buf.data;
+}
+
+/*
+ * ApplyInserts inserts a batch of rows (a JSON array of row images) into
+ * one table with one statement.
+ */
+static void
+ApplyInserts(int64 round, const char *rel, StringInfo rows)
+{
+	appendStringInfoChar(rows, ']');
+	PaxosInsertRows(rel, rows->data);
+	resetStringInfo(rows);
+}
+
+/*
+ * OwnedSequences lists "column sequence" pairs of the serial and identity
+ * columns of a table, as SQL fragments; cached per table until a relcache
+ * invalidation.
+ */
+typedef struct SequenceCacheEntry
+{
+	Oid			relid;
+	List	   *pairs;			/* char *[2] in TopMemoryContext */
+} SequenceCacheEntry;
+
+static HTAB *sequence_cache = NULL;
+
+static void
+InvalidateSequenceCache(Datum arg, Oid relid)
+{
+	if (sequence_cache != NULL)
+	{
+		hash_destroy(sequence_cache);
+		sequence_cache = NULL;
+	}
+}
+
+static List *
+OwnedSequences(Oid relid)
+{
+	static bool registered = false;
+	SequenceCacheEntry *e;
+	bool		found;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	uint64		i;
+
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(InvalidateSequenceCache, (Datum) 0);
+		registered = true;
+	}
+	if (sequence_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(SequenceCacheEntry);
+		ctl.hcxt = TopMemoryContext;
+		sequence_cache = hash_create("pg_paxos sequences", 16, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(sequence_cache, &relid, HASH_ENTER, &found);
+	if (found)
+		return e->pairs;
+	e->pairs = NIL;
+	values[0] = ObjectIdGetDatum(relid);
+	if (SPI_execute_with_args("SELECT quote_ident(a.attname), d.objid::regclass::text"
+							  " FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'"
+							  " JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid"
+							  " WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass"
+							  " AND d.refobjid = $1 AND d.deptype IN ('a', 'i')",
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: could not find the sequences of a table");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	  **pair = MemoryContextAlloc(TopMemoryContext, sizeof(char *) * 2);
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		pair[0] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		pair[1] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+		e->pairs = lappend(e->pairs, pair);
+		MemoryContextSwitchTo(old);
+	}
+	return e->pairs;
+}
+
+/*
+ * AdvanceSequences moves the sequences of a table's serial and identity
+ * columns past the values applied rows carry, so that this node's own next
+ * values do not collide with rows made elsewhere (a concurrent collision
+ * is a key conflict, and certification aborts one side).
+ */
+static void
+AdvanceSequences(Oid relid, const char *json_rows)
+{
+	ListCell   *lc;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(json_rows);
+	foreach(lc, OwnedSequences(relid))
+	{
+		char	  **pair = (char **) lfirst(lc);
+
+		if (SPI_execute_with_args(psprintf("SELECT setval('%s', m.v) FROM"
+										   " (SELECT max((r->>'%s')::bigint) v FROM jsonb_array_elements($1::jsonb) r) m,"
+										   " %s s WHERE m.v IS NOT NULL AND (m.v > s.last_value OR NOT s.is_called)",
+										   pair[1], pair[0][0] == '"' ? pnstrdup(pair[0] + 1, strlen(pair[0]) - 2) : pair[0],
+										   pair[1]),
+								  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "pg_paxos: could not advance sequence %s", pair[1]);
+	}
+}
+
+/*
+ * PaxosInsertRows inserts rows given as a JSON array of row images into a
+ * table, with one statement, keeping the values of identity columns.
+ * Caller is connected to SPI.
+ */
+void
+PaxosInsertRows(const char *rel, const char *json_rows)
+{
+	Oid			relid = RelationFromName(rel);
+	char	   *cols = ColumnList(relid, false, false, "");
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(json_rows);
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE"
+									   " SELECT %s FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)",
+									   rel, cols, cols, rel),
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pg_paxos: could not insert rows into %s", rel);
+	AdvanceSequences(relid, json_rows);
+}
+
+/*
+ * ApplyRowChange applies one UPDATE or DELETE.  A table with a primary key
+ * finds the row by it; one without by the whole old row (one of identical
+ * rows).  Exactly one row must be found.
+ */
+static void
+ApplyRowChange(int64 round, const char *op, const char *rel,
+			   const char *old_row, const char *new_row)
+{
+	Oid			relid = RelationFromName(rel);
+	char	   *keycols = ColumnList(relid, true, false, "");
+	char	   *target;
+	char	   *sql;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	int			rc;
+
+	if (keycols[0] != '\0')
+		target = psprintf("(%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb))",
+						  ColumnList(relid, true, false, "t."), keycols, rel);
+	else
+		target = psprintf("t.ctid = (SELECT r.ctid FROM %s r WHERE r IS NOT DISTINCT FROM"
+						  " jsonb_populate_record(NULL::%s, $1::jsonb) LIMIT 1)", rel, rel);
+
+	values[0] = CStringGetTextDatum(old_row);
+	if (op[0] == 'U')
+	{
+		char	   *cols = ColumnList(relid, false, true, "");
+
+		values[1] = CStringGetTextDatum(new_row);
+		sql = psprintf("UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2::jsonb))"
+					   " WHERE %s", rel, cols, cols, rel, target);
+		/* a one-column list needs ROW() around the subquery's side */
+		if (strchr(cols, ',') == NULL)
+			sql = psprintf("UPDATE %s t SET %s = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2::jsonb))"
+						   " WHERE %s", rel, cols, cols, rel, target);
+		rc = SPI_execute_with_args(sql, 2, types, values, NULL, false, 0);
+	}
+	else
+	{
+		sql = psprintf("DELETE FROM %s t WHERE %s", rel, target);
+		rc = SPI_execute_with_args(sql, 1, types, values, NULL, false, 0);
+	}
+	if (rc < 0)
+		elog(ERROR, "pg_paxos: could not apply round " INT64_FORMAT ": %s",
+			 round, SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pg_paxos: cannot apply round " INT64_FORMAT ": the row to %s in %s is not there",
+						round, op[0] == 'U' ? "update" : "delete", rel),
+				 errdetail("Old row: %s", old_row),
+				 errhint("This node's copy of the table differs from the others; applying stops here.")));
+	if (op[0] == 'U')
+		AdvanceSequences(relid, psprintf("[%s]", new_row));
+}
+
+/*
+ * PaxosApplyChanges applies a committed transaction entry: its changes in
+ * order, consecutive inserts into one table as one statement.
+ */
+void
+PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	SPITupleTable *tuptable;
+	uint64		n;
+	uint64		i;
+	StringInfoData rows;
+	char	   *insert_rel = NULL;
+
+	values[0] = CStringGetTextDatum(entry);
+	if (SPI_execute_with_args("SELECT c->>'op', c->>'rel', (c->'old')::text, (c->'new')::text, c->>'sql'"
+							  " FROM jsonb_array_elements($1::jsonb->'changes') c",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: could not read the changes of round " INT64_FORMAT, round);
+	tuptable = SPI_tuptable;
+	n = SPI_processed;
+	initStringInfo(&rows);
+
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	t = tuptable->vals[i];
+		TupleDesc	d = tuptable->tupdesc;
+		char	   *op = SPI_getvalue(t, d, 1);
+		char	   *rel = SPI_getvalue(t, d, 2);
+
+		if (insert_rel != NULL && (op[0] != 'I' || strcmp(rel, insert_rel) != 0))
+		{
+			ApplyInserts(round, insert_rel, &rows);
+			insert_rel = NULL;
+		}
+		switch (op[0])
+		{
+			case 'I':
+				if (insert_rel == NULL)
+				{
+					insert_rel = rel;
+					appendStringInfoChar(&rows, '[');
+				}
+				else
+					appendStringInfoChar(&rows, ',');
+				appendStringInfoString(&rows, SPI_getvalue(t, d, 4));
+				break;
+			case 'U':
+			case 'D':
+				ApplyRowChange(round, op, rel, SPI_getvalue(t, d, 3), SPI_getvalue(t, d, 4));
+				break;
+			case 'T':
+				if (SPI_execute(psprintf("TRUNCATE %s", rel), false, 0) != SPI_OK_UTILITY)
+					elog(ERROR, "pg_paxos: could not truncate %s", rel);
+				break;
+			case 'S':
+				if (SPI_execute(SPI_getvalue(t, d, 5), false, 0) < 0)
+					elog(ERROR, "pg_paxos: could not apply DDL of round " INT64_FORMAT, round);
+				PaxosForgetDroppedTables();
+				break;
+			default:
+				elog(ERROR, "pg_paxos: unknown change \"%s\" in round " INT64_FORMAT, op, round);
+		}
+	}
+	if (insert_rel != NULL)
+		ApplyInserts(round, insert_rel, &rows);
+}

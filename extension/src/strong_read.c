@@ -1,0 +1,209 @@
+/*
+ * strong_read.c
+ *    pg_paxos.consistency_model = strong: before a statement on replicated
+ *    tables, this node applies every round that was chosen when the
+ *    statement began, so a write acknowledged anywhere is seen.
+ *
+ * Catching up happens at parse analysis, and, for a prepared statement
+ * executed again, when it starts executing (under READ COMMITTED with a
+ * new snapshot).  It is done once per statement, and only by a transaction
+ * that has not written yet: one that holds row locks could wait for the
+ * applier, which would wait for its locks.
+ */
+#include "pg_paxos.h"
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+int			PaxosConsistencyModel = PAXOS_CONSISTENCY_STRONG;
+
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static bool strong_read_active = false;
+
+/* Start time of the statement last caught up for. */
+static TimestampTz synced_statement = 0;
+
+typedef struct ReadGroups
+{
+	List	   *groups;			/* char * of the groups a query reads */
+} ReadGroups;
+
+static bool FindReplicatedTables(Node *node, ReadGroups *rg);
+static void StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate);
+static void StrongExecutorStart(QueryDesc *queryDesc, int eflags);
+static void SyncGroups(List *groups, bool may_apply_here);
+
+/* FindReplicatedTables collects the groups of the replicated tables a query reads. */
+static bool
+FindReplicatedTables(Node *node, ReadGroups *rg)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->rtekind == RTE_RELATION)
+		{
+			const char *group_id = PaxosReplicatedGroup(rte->relid);
+
+			if (group_id != NULL)
+				rg->groups = list_append_unique(rg->groups, makeString(pstrdup(group_id)));
+		}
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, FindReplicatedTables, rg,
+								 QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, FindReplicatedTables, rg);
+}
+
+/*
+ * PaxosSyncGroup applies, before a statement, every round of a group that
+ * was chosen when it began (the highest round a majority reports).  The
+ * statement may already hold locks on its tables (parse analysis takes
+ * them), so a TRUNCATE or DDL round, which another backend would apply
+ * waiting for us while we wait for it, is applied here, in this
+ * transaction (rare), when may_apply_here; the rest by our own acceptor,
+ * in its transaction.  A statement that has its target table open (an
+ * INSERT, UPDATE or DELETE being analysed) cannot: it goes on from the
+ * state before that round, and certification aborts it if that matters.
+ */
+void
+PaxosSyncGroup(const char *group_id, bool may_apply_here)
+{
+	PaxosSavedUser saved;
+
+	PaxosBecomeSuperuser(&saved);
+	PG_TRY();
+	{
+		int64		target = PaxosMaxGroupRound(group_id, true);
+
+		if (PaxosApplyThroughSelf(group_id, target, true) < target && may_apply_here)
+			(void) PaxosApplyUpTo(group_id, target, APPLY_ALL);
+	}
+	PG_FINALLY();
+	{
+		PaxosRestoreUser(&saved);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * StrongReadHook makes a statement on replicated tables linearizable: with
+ * pg_paxos.consistency_model = strong, before the statement takes its
+ * snapshot, this node applies every round that was chosen when the
+ * statement began (the highest round a majority reports).  For statements
+ * of a transaction that has written already, see below.
+ */
+static void
+StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	ReadGroups	rg = {NIL};
+
+	if (prev_post_parse_analyze)
+		prev_post_parse_analyze(pstate, query, jstate);
+	if (PaxosConsistencyModel != PAXOS_CONSISTENCY_STRONG || PaxosApplying ||
+		strong_read_active || !IsTransactionState())
+		return;
+
+	/*
+	 * Only a transaction that has not written yet: one that holds row locks
+	 * could wait here for the applier, which would wait for its locks.
+	 * Later statements of a writing transaction read what it has seen.
+	 */
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return;
+	(void) FindReplicatedTables((Node *) query, &rg);
+	if (rg.groups == NIL)
+		return;
+
+	SyncGroups(rg.groups, query->commandType == CMD_SELECT);
+}
+
+/*
+ * SyncGroups catches up the groups a statement reads (PaxosSyncGroup),
+ * once per statement: queries run while catching up, and the statement's
+ * later executor starts, do not do it again.
+ */
+static void
+SyncGroups(List *groups, bool may_apply_here)
+{
+	ListCell   *lc;
+
+	strong_read_active = true;
+	PG_TRY();
+	{
+		foreach(lc, groups)
+			PaxosSyncGroup(strVal(lfirst(lc)), may_apply_here);
+	}
+	PG_FINALLY();
+	{
+		strong_read_active = false;
+	}
+	PG_END_TRY();
+	synced_statement = GetCurrentStatementStartTimestamp();
+}
+
+/*
+ * StrongExecutorStart covers what parse analysis does not see: a prepared
+ * statement executed again (extended protocol, EXECUTE).  A read of
+ * replicated tables that was not caught up for this statement is caught
+ * up now; under READ COMMITTED it then gets a new snapshot, taken after
+ * (under REPEATABLE READ the transaction's first snapshot is the read).
+ */
+static void
+StrongExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (PaxosConsistencyModel == PAXOS_CONSISTENCY_STRONG && !PaxosApplying &&
+		!strong_read_active && IsTransactionState() && !IsParallelWorker() &&
+		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 &&
+		queryDesc->operation == CMD_SELECT &&
+		synced_statement != GetCurrentStatementStartTimestamp() &&
+		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	{
+		List	   *groups = NIL;
+		ListCell   *lc;
+
+		foreach(lc, queryDesc->plannedstmt->rtable)
+		{
+			RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
+			const char *group_id;
+
+			if (rte->rtekind == RTE_RELATION &&
+				(group_id = PaxosReplicatedGroup(rte->relid)) != NULL)
+				groups = list_append_unique(groups, makeString(pstrdup(group_id)));
+		}
+		if (groups != NIL)
+		{
+			SyncGroups(groups, true);
+			if (!IsolationUsesXactSnapshot() && queryDesc->snapshot != NULL)
+			{
+				Snapshot	fresh = RegisterSnapshot(GetTransactionSnapshot());
+
+				UnregisterSnapshot(queryDesc->snapshot);
+				queryDesc->snapshot = fresh;
+			}
+		}
+	}
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/* PaxosInitStrongReads installs the strong-read hooks (from _PG_init). */
+void
+PaxosInitStrongReads(void)
+{
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = StrongReadHook;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = StrongExecutorStart;
+}
