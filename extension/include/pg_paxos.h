@@ -15,6 +15,7 @@
  *    worker.c           background worker: learns and applies by itself
  *    replicate.c        which tables are replicated; paxos_replicate_table
  *    capture.c          row changes of a transaction -> one log entry
+ *    conflict_keys.c    the conflict keys of captured changes
  *    certify.c          certification of transaction entries, in log order
  *    apply.c            applying the log in order, once per round
  *    apply_rows.c       applying one transaction's row changes
@@ -29,7 +30,10 @@
 #include "fmgr.h"
 #include "libpq-fe.h"
 #include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "access/htup.h"
+#include "utils/relcache.h"
 
 #include "paxos_core.h"
 
@@ -223,6 +227,11 @@ extern void PaxosCopyReplicatedTables(PGconn *conn, const char *group_id,
 									  const char *display);
 extern void PaxosInitCapture(void);
 extern const char *PaxosOriginId(void);
+extern void PaxosAddRowKeys(Relation rel, const char *relname, HeapTuple tuple,
+							List **check, List **write);
+extern void PaxosAddTableKeys(const char *relname, bool table_level,
+							  List **check, List **write);
+extern void PaxosAppendKeysJson(StringInfo buf, const char *name, List *keys);
 extern void PaxosCaptureStatement(const char *group_id, const char *relname,
 								  const char *sql);
 extern bool PaxosIsTransactionEntry(px_value value);

@@ -72,11 +72,6 @@ static void CaptureSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 static void Reset(void);
 static void BeginCapture(const char *group_id);
 static char *RowJson(Relation rel, HeapTuple tuple);
-static char *ValueHex(Datum value, Oid type);
-static void AddKeys(Relation rel, const char *relname, HeapTuple tuple, Change *c);
-static void AddTableKeys(const char *relname, bool table_level, Change *c);
-static int	CompareStrings(const void *a, const void *b);
-static void AppendKeys(StringInfo buf, const char *name, List *changes_list, bool write);
 static int64 AppendOneAtATime(const char *group_id, const char *value_id,
 							  const char *value);
 static void CommitChanges(void);
@@ -163,180 +158,6 @@ RowJson(Relation rel, HeapTuple tuple)
 }
 
 /*
- * ValueHex is a value's binary send form in hex: the same bytes on every
- * node whatever the session's settings (DateStyle, TimeZone), which text
- * output would not guarantee for keys.
- */
-static char *
-ValueHex(Datum value, Oid type)
-{
-	Oid			sendfn;
-	bool		isvarlena;
-	bytea	   *bytes;
-	StringInfoData buf;
-	int			i;
-
-	getTypeBinaryOutputInfo(type, &sendfn, &isvarlena);
-	bytes = OidSendFunctionCall(sendfn, value);
-	initStringInfo(&buf);
-	for (i = 0; i < VARSIZE(bytes) - VARHDRSZ; i++)
-		appendStringInfo(&buf, "%02x", (unsigned char) VARDATA(bytes)[i]);
-	return buf.data;
-}
-
-/*
- * AddKeys adds the row keys of one row image: one per unique index (primary
- * key included), written exclusively ("k:"), and the referenced key of each
- * foreign key, written shared ("s:"), so that a child insert and a
- * concurrent change of its parent conflict, but two children do not.  Columns are
- * named and ordered by attribute number on both sides, so a foreign key and
- * the key it references give the same string.  Keys with a NULL are no
- * keys (NULLs never collide).
- */
-static void
-AddKeys(Relation rel, const char *relname, HeapTuple tuple, Change *c)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	List	   *indexes = RelationGetIndexList(rel);
-	List	   *fkeys = RelationGetFKeyList(rel);
-	ListCell   *lc;
-
-	foreach(lc, indexes)
-	{
-		HeapTuple	itup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
-		Form_pg_index index;
-		StringInfoData key;
-		int			cols[INDEX_MAX_KEYS];
-		int			n;
-		int			i;
-		int			j;
-		bool		usable = true;
-
-		if (!HeapTupleIsValid(itup))
-			continue;
-		index = (Form_pg_index) GETSTRUCT(itup);
-		n = index->indnkeyatts;
-		for (i = 0; i < n; i++)
-		{
-			cols[i] = index->indkey.values[i];
-			if (cols[i] == 0)
-				usable = false;	/* expression index: no plain key */
-		}
-		usable = usable && index->indisunique;
-		ReleaseSysCache(itup);
-		if (!usable)
-			continue;
-		/* order columns by attribute number */
-		for (i = 1; i < n; i++)
-			for (j = i; j > 0 && cols[j - 1] > cols[j]; j--)
-			{
-				int			t = cols[j];
-
-				cols[j] = cols[j - 1];
-				cols[j - 1] = t;
-			}
-		initStringInfo(&key);
-		appendStringInfo(&key, "k:%s(", relname);
-		for (i = 0; i < n; i++)
-			appendStringInfo(&key, "%s%s", i ? "," : "",
-							 NameStr(TupleDescAttr(desc, cols[i] - 1)->attname));
-		appendStringInfoString(&key, ")=");
-		for (i = 0; i < n && usable; i++)
-		{
-			bool		isnull;
-			Datum		v = heap_getattr(tuple, cols[i], desc, &isnull);
-
-			if (isnull)
-				usable = false;
-			else
-				appendStringInfo(&key, "%s%s", i ? "," : "",
-								 ValueHex(v, TupleDescAttr(desc, cols[i] - 1)->atttypid));
-		}
-		if (usable)
-		{
-			/* exclusive: conflicts with writes of and references to the row */
-			c->check = lappend(c->check, key.data);
-			c->check = lappend(c->check, psprintf("s%s", key.data + 1));
-			c->write = lappend(c->write, key.data);
-		}
-	}
-
-	foreach(lc, fkeys)
-	{
-		ForeignKeyCacheInfo *fk = (ForeignKeyCacheInfo *) lfirst(lc);
-		char	   *refname;
-		StringInfoData key;
-		int			order[INDEX_MAX_KEYS];
-		int			i;
-		int			j;
-		bool		usable = true;
-
-		if (fk->conrelid != RelationGetRelid(rel))
-			continue;
-		refname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(fk->confrelid)),
-											 get_rel_name(fk->confrelid));
-		for (i = 0; i < fk->nkeys; i++)
-			order[i] = i;
-		for (i = 1; i < fk->nkeys; i++)
-			for (j = i; j > 0 && fk->confkey[order[j - 1]] > fk->confkey[order[j]]; j--)
-			{
-				int			t = order[j];
-
-				order[j] = order[j - 1];
-				order[j - 1] = t;
-			}
-		initStringInfo(&key);
-		appendStringInfo(&key, "k:%s(", refname);
-		for (i = 0; i < fk->nkeys; i++)
-			appendStringInfo(&key, "%s%s", i ? "," : "",
-							 get_attname(fk->confrelid, fk->confkey[order[i]], false));
-		appendStringInfoString(&key, ")=");
-		for (i = 0; i < fk->nkeys && usable; i++)
-		{
-			bool		isnull;
-			AttrNumber	att = fk->conkey[order[i]];
-			Datum		v = heap_getattr(tuple, att, desc, &isnull);
-
-			if (isnull)
-				usable = false;
-			else
-				appendStringInfo(&key, "%s%s", i ? "," : "",
-								 ValueHex(v, TupleDescAttr(desc, att - 1)->atttypid));
-		}
-		/*
-		 * shared: conflicts with a concurrent change of the parent row, not
-		 * with other children referencing it
-		 */
-		if (usable)
-		{
-			c->check = lappend(c->check, key.data);
-			c->write = lappend(c->write, psprintf("s%s", key.data + 1));
-		}
-	}
-}
-
-/*
- * AddTableKeys adds the table-level keys: every write marks the table
- * written ("w:"), and conflicts with a concurrent table-level operation
- * ("t:": TRUNCATE, DDL, any write to a table without a primary key), which
- * in turn conflicts with any concurrent write to the table.
- */
-static void
-AddTableKeys(const char *relname, bool table_level, Change *c)
-{
-	char	   *w = psprintf("w:%s", relname);
-	char	   *t = psprintf("t:%s", relname);
-
-	c->check = lappend(c->check, t);
-	c->write = lappend(c->write, w);
-	if (table_level)
-	{
-		c->check = lappend(c->check, w);
-		c->write = lappend(c->write, t);
-	}
-}
-
-/*
  * PaxosCaptureStatement records a DDL statement on a replicated table, to be
  * replayed in log order with the transaction's other changes (utility hook).
  */
@@ -360,7 +181,7 @@ PaxosCaptureStatement(const char *group_id, const char *relname, const char *sql
 	escape_json(&buf, sql);
 	appendStringInfoChar(&buf, '}');
 	c->json = buf.data;
-	AddTableKeys(relname, true, c);
+	PaxosAddTableKeys(relname, true, &c->check, &c->write);
 	changes = lappend(changes, c);
 	MemoryContextSwitchTo(old);
 }
@@ -412,7 +233,7 @@ paxos_capture_trigger(PG_FUNCTION_ARGS)
 		appendStringInfoString(&buf, "{\"op\":\"T\",\"rel\":");
 		escape_json(&buf, relname);
 		appendStringInfoChar(&buf, '}');
-		AddTableKeys(relname, true, c);
+		PaxosAddTableKeys(relname, true, &c->check, &c->write);
 	}
 	else
 	{
@@ -424,7 +245,7 @@ paxos_capture_trigger(PG_FUNCTION_ARGS)
 		if (!TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		{
 			appendStringInfo(&buf, ",\"old\":%s", RowJson(rel, td->tg_trigtuple));
-			AddKeys(rel, relname, td->tg_trigtuple, c);
+			PaxosAddRowKeys(rel, relname, td->tg_trigtuple, &c->check, &c->write);
 		}
 		if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
 		{
@@ -432,61 +253,17 @@ paxos_capture_trigger(PG_FUNCTION_ARGS)
 				? td->tg_newtuple : td->tg_trigtuple;
 
 			appendStringInfo(&buf, ",\"new\":%s", RowJson(rel, newtuple));
-			AddKeys(rel, relname, newtuple, c);
+			PaxosAddRowKeys(rel, relname, newtuple, &c->check, &c->write);
 		}
 		appendStringInfoChar(&buf, '}');
 		/* without a primary key rows have no identity: the table is the key */
-		AddTableKeys(relname, !has_pkey, c);
+		PaxosAddTableKeys(relname, !has_pkey, &c->check, &c->write);
 	}
 	c->json = buf.data;
 	changes = lappend(changes, c);
 	MemoryContextSwitchTo(old);
 
 	return PointerGetDatum(NULL);
-}
-
-/* CompareStrings orders char pointers for qsort. */
-static int
-CompareStrings(const void *a, const void *b)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/*
- * AppendKeys writes a JSON array of the distinct check or write keys
- * (sorted, so that a large transaction costs n log n, not n squared).
- */
-static void
-AppendKeys(StringInfo buf, const char *name, List *list, bool write)
-{
-	ListCell   *lc;
-	ListCell   *kc;
-	char	  **keys;
-	int			nkeys = 0;
-	int			max = 0;
-	int			i;
-	bool		first = true;
-
-	foreach(lc, list)
-		max += list_length(write ? ((Change *) lfirst(lc))->write : ((Change *) lfirst(lc))->check);
-	keys = palloc(sizeof(char *) * Max(1, max));
-	foreach(lc, list)
-		foreach(kc, write ? ((Change *) lfirst(lc))->write : ((Change *) lfirst(lc))->check)
-			keys[nkeys++] = (char *) lfirst(kc);
-	qsort(keys, nkeys, sizeof(char *), CompareStrings);
-
-	appendStringInfo(buf, ",\"%s\":[", name);
-	for (i = 0; i < nkeys; i++)
-	{
-		if (i > 0 && strcmp(keys[i], keys[i - 1]) == 0)
-			continue;
-		if (!first)
-			appendStringInfoChar(buf, ',');
-		escape_json(buf, keys[i]);
-		first = false;
-	}
-	appendStringInfoChar(buf, ']');
-	pfree(keys);
 }
 
 /*
@@ -545,8 +322,18 @@ CommitChanges(void)
 	appendStringInfo(&buf, "{\"x\":" INT64_FORMAT ",\"xid\":%u,\"origin\":",
 					 txn_x, GetTopTransactionId());
 	escape_json(&buf, PaxosOriginId());
-	AppendKeys(&buf, "check", changes, false);
-	AppendKeys(&buf, "write", changes, true);
+	{
+		List	   *checks = NIL;
+		List	   *writes = NIL;
+
+		foreach(lc, changes)
+		{
+			checks = list_concat(checks, ((Change *) lfirst(lc))->check);
+			writes = list_concat(writes, ((Change *) lfirst(lc))->write);
+		}
+		PaxosAppendKeysJson(&buf, "check", checks);
+		PaxosAppendKeysJson(&buf, "write", writes);
+	}
 	appendStringInfoString(&buf, ",\"changes\":[");
 	foreach(lc, changes)
 	{
