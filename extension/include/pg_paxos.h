@@ -61,6 +61,14 @@ typedef struct PaxosSavedUser
 	int			sec_context;
 } PaxosSavedUser;
 
+/* Advisory lock classes of PaxosLockGroup, one per kind of work on a group. */
+#define PAXOS_APPLY_LOCK 29030
+#define PAXOS_CERTIFY_LOCK 29031
+#define PAXOS_APPEND_LOCK 29032
+
+extern bool PaxosLockGroup(int lock_class, const char *group_id, bool session,
+						   bool wait);
+extern void PaxosUnlockGroup(int lock_class, const char *group_id);
 extern void PaxosBecomeSuperuser(PaxosSavedUser *saved);
 extern void PaxosRestoreUser(const PaxosSavedUser *saved);
 

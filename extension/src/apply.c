@@ -51,9 +51,6 @@
 
 PG_FUNCTION_INFO_V1(paxos_apply_upto);
 
-/* Advisory lock class serialising appliers of one group on one node. */
-#define APPLY_LOCK_CLASS 29030
-
 
 typedef struct ApplyCollector
 {
@@ -88,31 +85,18 @@ NeedsExclusiveLock(const char *entry)
  * possibly holding a lock that the busy applier (the worker, waiting for
  * an ACCESS EXCLUSIVE lock for a TRUNCATE or DDL round) needs, and waiting
  * for each other would only end when the worker's lock_timeout expires,
- * again and again.  Caller is connected to SPI.
+ * again and again.
  */
 static bool
 LockApplier(const char *group_id, bool wait_briefly)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
 	int			attempt;
 
-	values[0] = CStringGetTextDatum(group_id);
 	if (!wait_briefly)
-	{
-		if (SPI_execute_with_args("SELECT pg_advisory_xact_lock(" CppAsString2(APPLY_LOCK_CLASS)
-								  ", hashtext($1))", 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "pg_paxos: could not lock the log of group \"%s\"", group_id);
-		return true;
-	}
+		return PaxosLockGroup(PAXOS_APPLY_LOCK, group_id, false, true);
 	for (attempt = 0; attempt < 50; attempt++)
 	{
-		bool		isnull;
-
-		if (SPI_execute_with_args("SELECT pg_try_advisory_xact_lock(" CppAsString2(APPLY_LOCK_CLASS)
-								  ", hashtext($1))", 1, types, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pg_paxos: could not lock the log of group \"%s\"", group_id);
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		if (PaxosLockGroup(PAXOS_APPLY_LOCK, group_id, false, false))
 			return true;
 		pg_usleep(2000);
 		CHECK_FOR_INTERRUPTS();

@@ -46,9 +46,6 @@
 
 PG_FUNCTION_INFO_V1(paxos_capture_trigger);
 
-/* Advisory lock class: one committing backend per node and group appends. */
-#define APPEND_LOCK_CLASS 29032
-
 /* One captured change, in TopTransactionContext. */
 typedef struct Change
 {
@@ -276,26 +273,15 @@ static int64
 AppendOneAtATime(const char *group_id, const char *value_id, const char *value)
 {
 	volatile int64 round = -1;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
 
-	SPI_connect();
-	values[0] = CStringGetTextDatum(group_id);
-	if (SPI_execute_with_args("SELECT pg_advisory_lock(" CppAsString2(APPEND_LOCK_CLASS)
-							  ", hashtext($1))", 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "pg_paxos: could not take the append lock");
-	SPI_finish();
+	(void) PaxosLockGroup(PAXOS_APPEND_LOCK, group_id, true, true);
 	PG_TRY();
 	{
 		round = PaxosAppendValue(group_id, value_id, value);
 	}
 	PG_FINALLY();
 	{
-		SPI_connect();
-		values[0] = CStringGetTextDatum(group_id);
-		(void) SPI_execute_with_args("SELECT pg_advisory_unlock(" CppAsString2(APPEND_LOCK_CLASS)
-									 ", hashtext($1))", 1, types, values, NULL, false, 0);
-		SPI_finish();
+		PaxosUnlockGroup(PAXOS_APPEND_LOCK, group_id);
 	}
 	PG_END_TRY();
 	return round;

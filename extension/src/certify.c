@@ -28,9 +28,6 @@
 
 PG_FUNCTION_INFO_V1(paxos_certify);
 
-/* Advisory lock class serialising certifiers of one group on one node. */
-#define CERTIFY_LOCK_CLASS 29031
-
 typedef struct CertifyCollector
 {
 	bool		answered;
@@ -114,11 +111,10 @@ CertifyUpTo(const char *group_id, int64 max_round)
 	int64		round;
 	int64		conflict = -1;
 
+	(void) PaxosLockGroup(PAXOS_CERTIFY_LOCK, group_id, false, true);
 	SPI_connect();
 	values[0] = CStringGetTextDatum(group_id);
-	if (SPI_execute_with_args("SELECT pg_advisory_xact_lock(" CppAsString2(CERTIFY_LOCK_CLASS)
-							  ", hashtext($1))", 1, types, values, NULL, false, 0) != SPI_OK_SELECT ||
-		SPI_execute_with_args("SELECT max(round_num) FROM pgp_metadata.outcome WHERE group_id = $1",
+	if (SPI_execute_with_args("SELECT max(round_num) FROM pgp_metadata.outcome WHERE group_id = $1",
 							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_paxos: could not find the certified rounds");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

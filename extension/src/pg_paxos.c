@@ -14,8 +14,10 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/fmgroids.h"
@@ -264,4 +266,34 @@ void
 PaxosRestoreUser(const PaxosSavedUser *saved)
 {
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+/*
+ * PaxosLockGroup takes the advisory lock (lock_class, hash of group) in the
+ * lock manager directly, as pg_advisory_lock does, without a query: it is
+ * on the commit and apply paths.  Held until the end of the transaction,
+ * or of the session (then released with PaxosUnlockGroup).  Without wait,
+ * returns false at once if the lock is taken.
+ */
+bool
+PaxosLockGroup(int lock_class, const char *group_id, bool session, bool wait)
+{
+	LOCKTAG		tag;
+	uint32		key = DatumGetUInt32(hash_any((const unsigned char *) group_id,
+											  strlen(group_id)));
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, lock_class, key, 2);
+	return LockAcquire(&tag, ExclusiveLock, session, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* PaxosUnlockGroup releases a session-level PaxosLockGroup lock. */
+void
+PaxosUnlockGroup(int lock_class, const char *group_id)
+{
+	LOCKTAG		tag;
+	uint32		key = DatumGetUInt32(hash_any((const unsigned char *) group_id,
+											  strlen(group_id)));
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, lock_class, key, 2);
+	(void) LockRelease(&tag, ExclusiveLock, true);
 }

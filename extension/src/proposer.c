@@ -97,7 +97,7 @@ static bool FeedPromise(RoundCollector *rc, px_proposer *p, int host,
 static bool OnPromise(void *arg, int host, PGresult *res, const char *error);
 static bool OnAccepted(void *arg, int host, PGresult *res, const char *error);
 static bool OnLearned(void *arg, int host, PGresult *res, const char *error);
-static int	LocalHostIndex(List *hosts, const char *group_id);
+static int	LocalHostIndex(List *hosts, const char *own);
 static void Backoff(int conflicts);
 static void Retry(px_proposer *p);
 static void NoMajority(const char *group_id, int64 round, int nhosts,
@@ -350,25 +350,20 @@ CarryLearn(const char *group_id, int64 round, int64 number)
 	carry.learn_number = number;
 }
 
-/* LocalHostIndex is this node's position among a round's hosts, or -1. */
+/* LocalHostIndex is the position of own among a round's hosts, or -1. */
 static int
-LocalHostIndex(List *hosts, const char *group_id)
+LocalHostIndex(List *hosts, const char *own)
 {
-	GroupInfo	group;
 	ListCell   *lc;
 	int			i = 0;
-	int			found = -1;
 
-	SPI_connect();
-	GroupLoadOrError(group_id, &group);
 	foreach(lc, hosts)
 	{
-		if (strcmp((char *) lfirst(lc), group.own_connection_string) == 0)
-			found = i;
+		if (strcmp((char *) lfirst(lc), own) == 0)
+			return i;
 		i++;
 	}
-	SPI_finish();
-	return found;
+	return -1;
 }
 
 /*
@@ -435,6 +430,7 @@ PaxosRunRound(const char *group_id, int64 round, const char *value_id,
 	px_acceptor_state local;
 	GroupInfo	group;
 	List	   *hosts;
+	char	   *own_connstr;
 	px_proposer p;
 	px_proposer next;
 	px_value	own;
@@ -480,6 +476,7 @@ restart:
 		return;
 	}
 	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, round), outer);
+	own_connstr = MemoryContextStrdup(outer, group.own_connection_string);
 	SPI_finish();
 
 	if (hosts == NIL)
@@ -631,7 +628,7 @@ restart:
 		lcol.acks = 0;
 		lcol.local = value_id == NULL ||
 			strncmp(value_id, PAXOS_TXN_PREFIX, strlen(PAXOS_TXN_PREFIX)) == 0
-			? LocalHostIndex(hosts, group_id) : -1;
+			? LocalHostIndex(hosts, own_connstr) : -1;
 		lcol.local_done = false;
 		FanoutCall(peers, npeers, RPC_CONFIRM, params, 6, PaxosRpcTimeoutMs,
 				   lcol.needed > 0 || lcol.local >= 0 ? OnLearned : NULL, &lcol, &stats);
