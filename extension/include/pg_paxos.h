@@ -32,6 +32,9 @@
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "executor/spi.h"
 #include "access/htup.h"
 #include "utils/relcache.h"
 
@@ -128,6 +131,8 @@ typedef enum RpcKind
 	RPC_COPY_DECIDED,
 	RPC_CERTIFY,
 	RPC_APPLY,
+	RPC_SUBMIT,
+	RPC_HEARTBEAT,
 	RPC_KIND_COUNT
 } RpcKind;
 
@@ -263,5 +268,133 @@ extern bool PaxosExclusiveTablesPending(void);
 extern void PaxosInitStrongReads(void);
 extern void PaxosApplyChanges(const char *group_id, int64 round, const char *entry);
 extern void PaxosInitDdl(void);
+
+
+/* ---- leadership and batching (leader.c, batch.c, batcher.c, submit.c) -- */
+
+#define PAXOS_GROUP_ID_MAX 128
+#define PAXOS_CONNSTR_MAX 512
+#define PAXOS_NODE_ID_MAX 64
+#define PAXOS_LEADER_PREFIX "pg_paxos:leader:"
+#define PAXOS_CANCEL_PREFIX "pg_paxos:cancel:"
+
+extern int	PaxosLeaderTimeoutMs;
+extern int	PaxosHeartbeatIntervalMs;
+
+/* Where a committed transaction entry went, as the batcher reports it. */
+typedef struct PaxosBatchResult
+{
+	bool		ok;				/* round, index and conflict are valid */
+	bool		in_doubt;		/* failed, but the entry may still be chosen */
+	int64		round;
+	int			index;			/* position in the round's batch */
+	int64		conflict;		/* -1: committed */
+	char		error[256];
+} PaxosBatchResult;
+
+typedef struct PaxosBatchTicket
+{
+	int			slot;
+	uint64		ticket;
+} PaxosBatchTicket;
+
+extern Size PaxosBatchShmemSize(void);
+extern void PaxosBatchShmemInit(void);
+extern bool PaxosBatchFits(Size len);
+extern void PaxosBatchSubmit(const char *group_id, const char *entry,
+							 PaxosBatchResult *result);
+extern void PaxosBatchWithdraw(int slotno, uint64 ticket);
+extern void PaxosBatchSetBatcher(Latch *latch);
+extern char *PaxosBatchTake(Size max_bytes, List **entries, List **tickets);
+extern void PaxosBatchFinish(const PaxosBatchTicket *t, int64 round, int index,
+							 int64 conflict, const char *error);
+extern void PaxosBatchWakeAll(void);
+extern bool PaxosBatchPending(void);
+extern void PaxosRegisterBatcher(void);
+
+/* What a node knows of a group's leader (shared memory, leader.c). */
+typedef struct PaxosLeaderInfo
+{
+	int64		round;			/* round of the leader entry; -1: none known */
+	char		node_id[PAXOS_NODE_ID_MAX];
+	char		connstr[PAXOS_CONNSTR_MAX];
+	bool		is_self;
+} PaxosLeaderInfo;
+
+/* A peer as this node's leader worker last heard from it. */
+typedef struct PeerView
+{
+	char		connstr[PAXOS_CONNSTR_MAX];
+	char		node_id[PAXOS_NODE_ID_MAX];
+	bool		reachable;
+	TimestampTz last_contact;
+	int64		decided;
+	int64		applied;
+} PeerView;
+
+/* What this node knows of one group, shared by its processes. */
+typedef struct GroupView
+{
+	bool		in_use;
+	char		group_id[PAXOS_GROUP_ID_MAX];
+	char		own_connstr[PAXOS_CONNSTR_MAX];	/* set by the leader worker */
+	int64		leader_round;	/* round of the newest leader entry known */
+	char		leader_node[PAXOS_NODE_ID_MAX];
+	char		leader_conn[PAXOS_CONNSTR_MAX];
+	TimestampTz leader_contact; /* last heard from the leader */
+	bool		candidate;		/* standing for election soon */
+	TimestampTz stand_at;
+	uint64		leader_changes;
+	int64		decided;		/* highest round decided here */
+	int64		applied;		/* applied cursor here */
+	int			npeers;
+	PeerView	peers[PX_MAX_HOSTS];
+} GroupView;
+
+typedef struct LeaderShared
+{
+	LWLock	   *lock;
+	GroupView	groups[32];
+} LeaderShared;
+
+extern GroupView *PaxosGroupView(const char *group_id, bool create);
+extern PeerView *PaxosFindPeer(GroupView *v, const char *connstr);
+extern void PaxosLeaderLock(bool exclusive);
+extern void PaxosLeaderUnlock(void);
+extern void PaxosNotePeer(const char *group_id, const char *connstr,
+						  const char *node_id, int64 decided, int64 applied);
+extern int64 PaxosStandForLeader(const char *group_id, const char *why);
+extern Size PaxosLeaderShmemSize(void);
+extern void PaxosLeaderShmemInit(void);
+extern bool PaxosKnownLeader(const char *group_id, PaxosLeaderInfo *info);
+extern void PaxosAdoptLeader(const char *group_id, int64 round, const char *node_id,
+							 const char *connstr, const char *why);
+extern void PaxosLeaderFromLog(const char *group_id, int64 round, const char *value);
+extern char *PaxosLeaderValue(const char *connstr);
+extern void PaxosRegisterLeaderWorker(void);
+extern const char *PaxosOwnNodeId(void);
+
+extern void PaxosSubmitTransaction(const char *group_id, const char *txn_id,
+								   const char *entry, PaxosBatchResult *result);
+extern int64 PaxosAppendAlone(const char *group_id, const char *value_id,
+							  const char *value);
+extern int64 *PaxosCertifyRound(const char *group_id, int64 round, int *nentries);
+extern List *PaxosSplitBatch(const char *value);
+
+/* One transaction of a transaction round, as entry.c reads it. */
+typedef struct PaxosEntry
+{
+	const char *text;			/* the entry's JSON */
+	char	   *id;				/* transaction id (submit.c) */
+	char	   *origin;			/* PaxosOriginId of the origin */
+	int64		x;				/* round its snapshot had seen */
+	TransactionId xid;			/* its transaction id at the origin */
+	Datum		check;			/* text[]: keys that must be unchanged since x */
+	Datum		write;			/* text[]: keys it writes */
+} PaxosEntry;
+
+extern void PaxosParseEntry(const char *text, PaxosEntry *entry);
+extern SPIPlanPtr PaxosKeptPlan(SPIPlanPtr *cache, const char *sql, int nargs,
+								Oid *types);
 
 #endif							/* PG_PAXOS_H */

@@ -69,17 +69,34 @@ CREATE TABLE pgp_metadata.replicated_tables (
 );
 
 /*
- * Certification and application of each round on this node: committed
+ * Certification and application of each entry on this node: committed
  * (false: the transaction failed certification against conflict_round),
- * and whether the round is applied here.  One row per certified round.
+ * and whether it is applied here.  A round holds one entry, or a batch of
+ * transactions (entry_index 0, 1, ...); txn_id names a transaction.  One
+ * row per certified entry.
  */
 CREATE TABLE pgp_metadata.outcome (
 	group_id text NOT NULL,
 	round_num bigint NOT NULL,
+	entry_index int NOT NULL DEFAULT 0,
+	txn_id text,
 	committed boolean NOT NULL,
 	conflict_round bigint,
 	applied boolean NOT NULL DEFAULT false,
-	PRIMARY KEY (group_id, round_num)
+	PRIMARY KEY (group_id, round_num, entry_index)
+);
+CREATE INDEX ON pgp_metadata.outcome (group_id, txn_id) WHERE txn_id IS NOT NULL;
+
+/*
+ * Transactions whose origin lost its leader before it knew whether their
+ * entry was chosen: the origin appended a cancellation, and an entry of
+ * such a transaction that comes later in the log fails certification.
+ */
+CREATE TABLE pgp_metadata.cancelled_txn (
+	group_id text NOT NULL,
+	txn_id text NOT NULL,
+	round_num bigint NOT NULL,
+	PRIMARY KEY (group_id, txn_id)
 );
 
 /* The certification index: the last committed round that wrote each key. */
@@ -216,7 +233,7 @@ AS 'MODULE_PATHNAME', 'paxos_copy_decided';
 CREATE FUNCTION paxos_certify(
 	current_group_id text,
 	max_round_num bigint)
-RETURNS bigint
+RETURNS bigint[]
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_certify';
 
@@ -243,6 +260,81 @@ CREATE FUNCTION paxos_replicate_table(
 RETURNS void
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_replicate_table';
+
+/* ---- leadership (leader.c, submit.c) ------------------------------------ */
+
+/* The origin of a transaction hands its entry to the leader's batcher. */
+CREATE FUNCTION paxos_submit(
+	current_group_id text,
+	entry text,
+	OUT round_num bigint,
+	OUT entry_index int,
+	OUT conflict_round bigint,
+	OUT in_doubt boolean,
+	OUT error text)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_submit';
+
+/* Leader workers tell each other who they are and whom they follow. */
+CREATE FUNCTION paxos_heartbeat(
+	current_group_id text,
+	sender_node_id text,
+	sender_connection_string text,
+	leader_round bigint,
+	leader_node text,
+	leader_connection text,
+	decided_round bigint,
+	applied_round bigint,
+	OUT node_id text,
+	OUT leader_round bigint,
+	OUT leader_node text,
+	OUT leader_connection text,
+	OUT decided_round bigint,
+	OUT applied_round bigint)
+RETURNS record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_heartbeat';
+
+/* This node: per group, its role, its leader and how far it is. */
+CREATE FUNCTION paxos_node_status(
+	OUT node_id text,
+	OUT group_id text,
+	OUT role text,
+	OUT leader_id text,
+	OUT ballot bigint,
+	OUT decided_round bigint,
+	OUT applied_round bigint)
+RETURNS SETOF record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_node_status';
+
+/* This node's peers, as its heartbeats found them. */
+CREATE FUNCTION paxos_peer_status(
+	OUT group_id text,
+	OUT peer_node_id text,
+	OUT connection_string text,
+	OUT reachable boolean,
+	OUT last_contact timestamptz,
+	OUT lag_rounds bigint,
+	OUT is_leader boolean)
+RETURNS SETOF record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_peer_status';
+
+/* Move the leadership of a group to a node, by its pg_paxos.node_id. */
+CREATE FUNCTION paxos_switchover(
+	current_group_id text,
+	target_node_id text)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_switchover';
+
+CREATE FUNCTION paxos_become_leader(
+	current_group_id text)
+RETURNS bigint
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_become_leader';
 
 /* ---- the pg_paxos README's interface ---------------------------------- */
 

@@ -62,8 +62,9 @@ static void ApplyChangesAsReplica(const char *group_id, int64 round, const char 
 static void WaitForLocalOrigin(const char *entry);
 static bool LockApplier(const char *group_id, bool wait_briefly);
 static void RememberExclusiveTables(const char *entry);
-static void ClaimAndApply(const char *group_id, int64 round, const char *entry);
-static bool TryApplyExclusive(const char *group_id, int64 round, const char *entry);
+static void ClaimAndApply(const char *group_id, int64 round, int index, const char *entry);
+static void ClaimAndApplyRound(const char *group_id, int64 round, const char *value);
+static bool TryApplyExclusive(const char *group_id, int64 round, const char *value);
 static bool OnApplied(void *arg, int host, PGresult *res, const char *error);
 
 /*
@@ -117,6 +118,7 @@ LockApplier(const char *group_id, bool wait_briefly)
 int64
 PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 {
+	static SPIPlanPtr cursor_plan = NULL;
 	GroupInfo	group;
 	int64		round;
 	Oid			types[2] = {TEXTOID, INT8OID};
@@ -135,7 +137,11 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 	if (group.last_applied_round >= max_round)
 		return group.last_applied_round;
 
-	(void) PaxosCertifyThroughSelf(group_id, max_round);
+	{
+		int			n;
+
+		(void) PaxosCertifyRound(group_id, max_round, &n);
+	}
 
 	SPI_connect();
 	{
@@ -148,15 +154,18 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 			if (!RoundStoreLoad(group_id, round, false, &st) || !st.decided)
 				elog(ERROR, "pg_paxos: round " INT64_FORMAT " of group \"%s\" is not learned",
 					 round, group_id);
-			if (st.value.data == NULL || MembershipIsChange(st.value) ||
-				strncmp(st.value.id, PAXOS_INTERNAL_PREFIX "noop:",
-						strlen(PAXOS_INTERNAL_PREFIX "noop:")) == 0)
+			if (st.value.data == NULL)
 				continue;
 			if (strncmp(st.value.id, PAXOS_REPLICATE_PREFIX, strlen(PAXOS_REPLICATE_PREFIX)) == 0)
 			{
 				PaxosStartReplicating(group_id, st.value.data);
 				continue;
 			}
+
+			/* membership, no-ops, leaders, cancellations: nothing to run */
+			if (!PaxosIsTransactionEntry(st.value) &&
+				strncmp(st.value.id, PAXOS_INTERNAL_PREFIX, strlen(PAXOS_INTERNAL_PREFIX)) == 0)
+				continue;
 			if (!PaxosIsTransactionEntry(st.value))
 			{
 				PaxosExecuteLogValue(group_id, round, st.value.data);
@@ -172,13 +181,15 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 				}
 				continue;
 			}
-			ClaimAndApply(group_id, round, st.value.data);
+			ClaimAndApplyRound(group_id, round, st.value.data);
 		}
 		values[0] = CStringGetTextDatum(group_id);
 		values[1] = Int64GetDatum(max_round);
-		if (SPI_execute_with_args("UPDATE pgp_metadata.\"group\" SET last_applied_round = $2"
-								  " WHERE group_id = $1 AND last_applied_round < $2",
-								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		if (SPI_execute_plan(PaxosKeptPlan(&cursor_plan,
+										   "UPDATE pgp_metadata.\"group\" SET last_applied_round = $2"
+										   " WHERE group_id = $1 AND last_applied_round < $2",
+										   2, types),
+							 values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "pg_paxos: could not record the applied round");
 	}
 	SPI_finish();
@@ -194,44 +205,52 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 static void
 WaitForLocalOrigin(const char *entry)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	bool		isnull;
-	char	   *origin;
-	TransactionId xid;
+	PaxosEntry	e;
 
-	values[0] = CStringGetTextDatum(entry);
-	if (SPI_execute_with_args("SELECT $1::jsonb->>'origin', ($1::jsonb->>'xid')::xid",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pg_paxos: could not read the origin of an entry");
-	origin = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	xid = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (origin == NULL || isnull || strcmp(origin, PaxosOriginId()) != 0 ||
-		!TransactionIdIsValid(xid))
+	PaxosParseEntry(entry, &e);
+	if (e.origin == NULL || strcmp(e.origin, PaxosOriginId()) != 0 ||
+		!TransactionIdIsValid(e.xid))
 		return;
-	if (TransactionIdIsInProgress(xid))
-		XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	if (TransactionIdIsInProgress(e.xid))
+		XactLockTableWait(e.xid, NULL, NULL, XLTW_None);
 }
 
 /*
- * ClaimAndApply applies a committed transaction round unless its origin
- * did (claiming it with the outcome row, see the file header).
+ * ClaimAndApply applies a committed transaction of a round unless its
+ * origin did (claiming it with the outcome row, see the file header).
  */
 static void
-ClaimAndApply(const char *group_id, int64 round, const char *entry)
+ClaimAndApply(const char *group_id, int64 round, int index, const char *entry)
 {
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		values[2];
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
+	Datum		values[3];
 
 	WaitForLocalOrigin(entry);
 	values[0] = CStringGetTextDatum(group_id);
 	values[1] = Int64GetDatum(round);
-	if (SPI_execute_with_args("UPDATE pgp_metadata.outcome SET applied = true"
-							  " WHERE group_id = $1 AND round_num = $2 AND committed AND NOT applied",
-							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+	values[2] = Int32GetDatum(index);
+	if (SPI_execute_plan(PaxosKeptPlan(&plan,
+									   "UPDATE pgp_metadata.outcome SET applied = true"
+									   " WHERE group_id = $1 AND round_num = $2 AND entry_index = $3"
+									   " AND committed AND NOT applied", 3, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "pg_paxos: could not claim round " INT64_FORMAT, round);
 	if (SPI_processed == 1)
 		ApplyChangesAsReplica(group_id, round, entry);
+}
+
+/* ClaimAndApplyRound applies the transactions of a round in batch order. */
+static void
+ClaimAndApplyRound(const char *group_id, int64 round, const char *value)
+{
+	List	   *entries = PaxosSplitBatch(value);
+	ListCell   *lc;
+	int			index = 0;
+
+	foreach(lc, entries)
+		ClaimAndApply(group_id, round, index++, (char *) lfirst(lc));
+	list_free_deep(entries);
 }
 
 /* Tables a round that could not be applied needs exclusively (worker). */
@@ -250,7 +269,8 @@ RememberExclusiveTables(const char *entry)
 	MemoryContext old;
 
 	values[0] = CStringGetTextDatum(entry);
-	if (SPI_execute_with_args("SELECT DISTINCT c->>'rel' FROM jsonb_array_elements($1::jsonb->'changes') c"
+	if (SPI_execute_with_args("SELECT DISTINCT c->>'rel' FROM jsonb_array_elements($1::jsonb) t,"
+							  " jsonb_array_elements(t->'changes') c"
 							  " WHERE c->>'op' IN ('T', 'S')", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_paxos: could not read the tables of an entry");
 	old = MemoryContextSwitchTo(TopMemoryContext);
@@ -312,7 +332,7 @@ PaxosLockExclusiveTables(void)
  * lock was not granted in time.
  */
 static bool
-TryApplyExclusive(const char *group_id, int64 round, const char *entry)
+TryApplyExclusive(const char *group_id, int64 round, const char *value)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -324,7 +344,7 @@ TryApplyExclusive(const char *group_id, int64 round, const char *entry)
 	{
 		(void) set_config_option("lock_timeout", "100ms", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-		ClaimAndApply(group_id, round, entry);
+		ClaimAndApplyRound(group_id, round, value);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -343,7 +363,7 @@ TryApplyExclusive(const char *group_id, int64 round, const char *entry)
 		CurrentResourceOwner = oldowner;
 		FreeErrorData(edata);
 		applied = false;
-		RememberExclusiveTables(entry);
+		RememberExclusiveTables(value);
 	}
 	PG_END_TRY();
 	return applied;

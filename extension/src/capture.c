@@ -69,8 +69,6 @@ static void CaptureSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 static void Reset(void);
 static void BeginCapture(const char *group_id);
 static char *RowJson(Relation rel, HeapTuple tuple);
-static int64 AppendOneAtATime(const char *group_id, const char *value_id,
-							  const char *value);
 static void CommitChanges(void);
 
 /*
@@ -264,33 +262,9 @@ paxos_capture_trigger(PG_FUNCTION_ARGS)
 }
 
 /*
- * AppendOneAtATime appends an entry while holding a node-local lock per
- * group: without a leader, every committing backend is a proposer, and
- * proposers of one node that compete for the same round only preempt each
- * other; queueing them locally costs less than their duels.
- */
-static int64
-AppendOneAtATime(const char *group_id, const char *value_id, const char *value)
-{
-	volatile int64 round = -1;
-
-	(void) PaxosLockGroup(PAXOS_APPEND_LOCK, group_id, true, true);
-	PG_TRY();
-	{
-		round = PaxosAppendValue(group_id, value_id, value);
-	}
-	PG_FINALLY();
-	{
-		PaxosUnlockGroup(PAXOS_APPEND_LOCK, group_id);
-	}
-	PG_END_TRY();
-	return round;
-}
-
-/*
- * CommitChanges appends the transaction's entry, has it certified, and
- * either marks its round applied here (the local commit that follows holds
- * the changes) or raises a serialization failure.
+ * CommitChanges puts the transaction's entry in the log (submit.c), and
+ * either marks it applied here (the local commit that follows holds the
+ * changes) or raises a serialization failure.
  */
 static void
 CommitChanges(void)
@@ -298,14 +272,15 @@ CommitChanges(void)
 	StringInfoData buf;
 	ListCell   *lc;
 	bool		first = true;
-	char	   *value_id;
-	int64		round;
-	int64		conflict;
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		values[2];
+	char	   *txn_id;
+	PaxosBatchResult result;
+	static SPIPlanPtr mark_plan = NULL;
+	static SPIPlanPtr cursor_plan = NULL;
+	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
+	Datum		values[3];
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"x\":" INT64_FORMAT ",\"xid\":%u,\"origin\":",
+	appendStringInfo(&buf, "\"x\":" INT64_FORMAT ",\"xid\":%u,\"origin\":",
 					 txn_x, GetTopTransactionId());
 	escape_json(&buf, PaxosOriginId());
 	{
@@ -330,37 +305,45 @@ CommitChanges(void)
 	}
 	appendStringInfoString(&buf, "]}");
 
-	value_id = psprintf(PAXOS_TXN_PREFIX "%s/%d/%016llx", PaxosNodeId, MyProcPid,
-						(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
-	round = AppendOneAtATime(txn_group, value_id, buf.data);
-	conflict = PaxosCertifyThroughSelf(txn_group, round);
-	if (conflict >= 0)
+	txn_id = psprintf("%s/%d/%016llx", PaxosOwnNodeId(), MyProcPid,
+					  (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
+	PaxosSubmitTransaction(txn_group, txn_id, buf.data, &result);
+	if (result.conflict >= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to a concurrent update in paxos group \"%s\"",
 						txn_group),
 				 errdetail("The transaction's entry in round " INT64_FORMAT " conflicts with round " INT64_FORMAT ", committed after its snapshot (round " INT64_FORMAT ").",
-						   round, conflict, txn_x),
+						   result.round, result.conflict, txn_x),
 				 errhint("The transaction might succeed if retried.")));
 
-	/* the local commit that follows applies the round here */
+	/* the local commit that follows applies the entry here */
 	values[0] = CStringGetTextDatum(txn_group);
-	values[1] = Int64GetDatum(round);
+	values[1] = Int64GetDatum(result.round);
+	values[2] = Int32GetDatum(result.index);
 	SPI_connect();
-	if (SPI_execute_with_args("UPDATE pgp_metadata.outcome SET applied = true"
-							  " WHERE group_id = $1 AND round_num = $2 AND committed",
-							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
+	if (SPI_execute_plan(PaxosKeptPlan(&mark_plan,
+									   "UPDATE pgp_metadata.outcome SET applied = true"
+									   " WHERE group_id = $1 AND round_num = $2 AND entry_index = $3 AND committed",
+									   3, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE ||
 		SPI_processed != 1)
-		elog(ERROR, "pg_paxos: round " INT64_FORMAT " has no committed outcome", round);
+		elog(ERROR, "pg_paxos: round " INT64_FORMAT " has no committed outcome", result.round);
 
 	/*
-	 * If every earlier round is applied here, so is this one: move the
-	 * applied cursor, so that this node's next transaction is based on it
-	 * (its x) and does not conflict with its own predecessor.
+	 * If every earlier round is applied here, and every other transaction
+	 * of this one, so is this round: move the applied cursor, so that this
+	 * node's next transaction is based on it (its x) and does not conflict
+	 * with its own predecessor.
 	 */
-	if (SPI_execute_with_args("UPDATE pgp_metadata.\"group\" SET last_applied_round = $2"
-							  " WHERE group_id = $1 AND last_applied_round = $2 - 1",
-							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(PaxosKeptPlan(&cursor_plan,
+									   "UPDATE pgp_metadata.\"group\" g SET last_applied_round = $2"
+									   " WHERE group_id = $1 AND last_applied_round = $2 - 1"
+									   " AND NOT EXISTS (SELECT 1 FROM pgp_metadata.outcome o"
+									   "  WHERE o.group_id = $1 AND o.round_num = $2"
+									   "  AND o.entry_index <> $3 AND o.committed AND NOT o.applied)",
+									   3, types),
+						 values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "pg_paxos: could not move the applied cursor");
 	SPI_finish();
 }

@@ -23,6 +23,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -31,14 +32,20 @@ PG_FUNCTION_INFO_V1(paxos_certify);
 typedef struct CertifyCollector
 {
 	bool		answered;
-	int64		conflict;
+	int64	   *conflicts;
+	int			nentries;
 } CertifyCollector;
 
-static int64 CertifyRound(const char *group_id, int64 round, px_value value);
-static int64 CertifyUpTo(const char *group_id, int64 max_round);
+static int64 CertifyEntry(const char *group_id, int64 round, int index,
+						  const char *entry);
+static void RecordOutcome(const char *group_id, int64 round, int index,
+						  const char *txn_id, int64 conflict);
+static int64 *CertifyRoundValue(const char *group_id, int64 round, px_value value,
+								int *nentries);
+static int64 *CertifyUpTo(const char *group_id, int64 max_round, int *nentries);
 static bool OnCertified(void *arg, int host, PGresult *res, const char *error);
 
-/* PaxosIsTransactionEntry tells whether a log value is a transaction. */
+/* PaxosIsTransactionEntry tells whether a log value is a transaction batch. */
 bool
 PaxosIsTransactionEntry(px_value value)
 {
@@ -47,78 +54,240 @@ PaxosIsTransactionEntry(px_value value)
 }
 
 /*
- * CertifyRound certifies one round (the caller goes in log order) and
- * records its outcome; returns the conflicting round, or -1 if it commits
- * (anything that is not a transaction "commits": it is applied as it is).
+ * PaxosSplitBatch splits a transaction round's value, a JSON array of
+ * transaction objects, into the objects' texts (in the current context).
+ * It only tracks nesting and strings: the values were written by
+ * capture.c, and whatever else the log holds is data, never executed.
+ */
+List *
+PaxosSplitBatch(const char *value)
+{
+	List	   *result = NIL;
+	const char *p = value;
+	const char *start = NULL;
+	int			depth = 0;
+	bool		in_string = false;
+
+	while (*p && *p != '[')
+		p++;
+	if (*p == '\0')
+		elog(ERROR, "pg_paxos: a transaction round is not a JSON array");
+	for (p++; *p; p++)
+	{
+		if (in_string)
+		{
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			else if (*p == '"')
+				in_string = false;
+			continue;
+		}
+		if (*p == '"')
+			in_string = true;
+		else if (*p == '{' || *p == '[')
+		{
+			if (depth++ == 0)
+				start = p;
+		}
+		else if (*p == '}' || *p == ']')
+		{
+			if (depth == 0)
+				break;			/* the array's end */
+			if (--depth == 0)
+				result = lappend(result, pnstrdup(start, p - start + 1));
+		}
+	}
+	if (depth != 0)
+		elog(ERROR, "pg_paxos: a transaction round holds malformed JSON");
+	return result;
+}
+
+/*
+ * CertifyEntry certifies one transaction of a round (the caller goes in
+ * log order, and in batch order within a round) and records its outcome;
+ * returns the conflicting round, or -1 if it commits.  A transaction whose
+ * origin cancelled it earlier in the log (submit.c) fails against the
+ * cancellation's round.
  */
 static int64
-CertifyRound(const char *group_id, int64 round, px_value value)
+CertifyEntry(const char *group_id, int64 round, int index, const char *text)
 {
+	static SPIPlanPtr key_plan = NULL;
+	static SPIPlanPtr cancel_plan = NULL;
+	static SPIPlanPtr write_plan = NULL;
 	Oid			types[3] = {TEXTOID, TEXTOID, INT8OID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[3];
+	bool		isnull;
 	int64		conflict = -1;
-	Oid			otypes[4] = {TEXTOID, INT8OID, BOOLOID, INT8OID};
+	PaxosEntry	e;
+	Datum	   *keys;
+	int			nkeys;
+	int			i;
+
+	PaxosParseEntry(text, &e);
+	values[0] = CStringGetTextDatum(group_id);
+
+	/* one index lookup per key: the keys are few, the index is large */
+	deconstruct_array(DatumGetArrayTypeP(e.check), TEXTOID, -1, false, TYPALIGN_INT,
+					  &keys, NULL, &nkeys);
+	for (i = 0; i < nkeys; i++)
+	{
+		int64		last;
+
+		values[1] = keys[i];
+		if (SPI_execute_plan(PaxosKeptPlan(&key_plan,
+										   "SELECT round_num FROM pgp_metadata.cert_key"
+										   " WHERE group_id = $1 AND key = $2", 2, types),
+							 values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_paxos: could not certify round " INT64_FORMAT, round);
+		if (SPI_processed == 0)
+			continue;
+		last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (last > e.x)
+			conflict = Max(conflict, last);
+	}
+	if (e.id != NULL)
+	{
+		values[1] = CStringGetTextDatum(e.id);
+		if (SPI_execute_plan(PaxosKeptPlan(&cancel_plan,
+										   "SELECT round_num FROM pgp_metadata.cancelled_txn"
+										   " WHERE group_id = $1 AND txn_id = $2", 2, types),
+							 values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_paxos: could not certify round " INT64_FORMAT, round);
+		if (SPI_processed == 1)
+			conflict = Max(conflict, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+																 SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+	if (conflict < 0)
+	{
+		deconstruct_array(DatumGetArrayTypeP(e.write), TEXTOID, -1, false, TYPALIGN_INT,
+						  &keys, NULL, &nkeys);
+		values[2] = Int64GetDatum(round);
+		for (i = 0; i < nkeys; i++)
+		{
+			values[1] = keys[i];
+			if (SPI_execute_plan(PaxosKeptPlan(&write_plan,
+											   "INSERT INTO pgp_metadata.cert_key (group_id, key, round_num)"
+											   " VALUES ($1, $2, $3) ON CONFLICT (group_id, key)"
+											   " DO UPDATE SET round_num = EXCLUDED.round_num", 3, types),
+								 values, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "pg_paxos: could not record the keys of round " INT64_FORMAT, round);
+		}
+	}
+	RecordOutcome(group_id, round, index, e.id, conflict);
+	return conflict;
+}
+
+/* RecordOutcome writes the outcome row of one entry of a round. */
+static void
+RecordOutcome(const char *group_id, int64 round, int index, const char *txn_id,
+			  int64 conflict)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[6] = {TEXTOID, INT8OID, INT4OID, TEXTOID, BOOLOID, INT8OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(round);
+	values[2] = Int32GetDatum(index);
+	values[3] = txn_id ? CStringGetTextDatum(txn_id) : (Datum) 0;
+	nulls[3] = txn_id ? ' ' : 'n';
+	values[4] = BoolGetDatum(conflict < 0);
+	values[5] = Int64GetDatum(conflict);
+	nulls[5] = conflict < 0 ? 'n' : ' ';
+	if (SPI_execute_plan(PaxosKeptPlan(&plan,
+									   "INSERT INTO pgp_metadata.outcome"
+									   " (group_id, round_num, entry_index, txn_id, committed, conflict_round)"
+									   " VALUES ($1, $2, $3, $4, $5, $6)", 6, types),
+						 values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pg_paxos: could not record the outcome of round " INT64_FORMAT, round);
+}
+
+/*
+ * CertifyRoundValue certifies one round (the caller goes in log order):
+ * each transaction of a batch in turn; anything else "commits" (it is
+ * applied as it is), and a cancellation or a leader entry takes effect
+ * here, at its place in the log.  Returns the conflict of each entry.
+ */
+static int64 *
+CertifyRoundValue(const char *group_id, int64 round, px_value value, int *nentries)
+{
+	int64	   *conflicts;
 
 	if (PaxosIsTransactionEntry(value))
 	{
-		bool		isnull;
-		Datum		d;
+		List	   *entries = PaxosSplitBatch(value.data);
+		ListCell   *lc;
+		int			i = 0;
+
+		conflicts = palloc(sizeof(int64) * Max(1, list_length(entries)));
+		foreach(lc, entries)
+		{
+			conflicts[i] = CertifyEntry(group_id, round, i, (char *) lfirst(lc));
+			i++;
+		}
+		*nentries = i;
+		return conflicts;
+	}
+	if (value.id != NULL && value.data != NULL &&
+		strncmp(value.id, PAXOS_CANCEL_PREFIX, strlen(PAXOS_CANCEL_PREFIX)) == 0)
+	{
+		static SPIPlanPtr plan = NULL;
+		Oid			types[3] = {TEXTOID, TEXTOID, INT8OID};
+		Datum		values[3];
 
 		values[0] = CStringGetTextDatum(group_id);
 		values[1] = CStringGetTextDatum(value.data);
 		values[2] = Int64GetDatum(round);
-		if (SPI_execute_with_args("SELECT max(k.round_num) FROM pgp_metadata.cert_key k"
-								  " WHERE k.group_id = $1"
-								  " AND k.key IN (SELECT jsonb_array_elements_text($2::jsonb->'check'))"
-								  " AND k.round_num > ($2::jsonb->>'x')::bigint",
-								  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pg_paxos: could not certify round " INT64_FORMAT, round);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
-			conflict = DatumGetInt64(d);
-		else if (SPI_execute_with_args("INSERT INTO pgp_metadata.cert_key (group_id, key, round_num)"
-									   " SELECT $1, key, $3 FROM jsonb_array_elements_text($2::jsonb->'write') key"
-									   " ON CONFLICT (group_id, key) DO UPDATE SET round_num = EXCLUDED.round_num",
-									   3, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "pg_paxos: could not record the keys of round " INT64_FORMAT, round);
+		if (SPI_execute_plan(PaxosKeptPlan(&plan,
+										   "INSERT INTO pgp_metadata.cancelled_txn (group_id, txn_id, round_num)"
+										   " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", 3, types),
+							 values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "pg_paxos: could not record the cancellation in round " INT64_FORMAT, round);
 	}
-
-	values[0] = CStringGetTextDatum(group_id);
-	values[1] = Int64GetDatum(round);
-	values[2] = BoolGetDatum(conflict < 0);
-	values[3] = Int64GetDatum(conflict);
-	nulls[3] = conflict < 0 ? 'n' : ' ';
-	if (SPI_execute_with_args("INSERT INTO pgp_metadata.outcome (group_id, round_num, committed, conflict_round)"
-							  " VALUES ($1, $2, $3, $4)",
-							  4, otypes, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "pg_paxos: could not record the outcome of round " INT64_FORMAT, round);
-	return conflict;
+	if (value.id != NULL && value.data != NULL &&
+		strncmp(value.id, PAXOS_LEADER_PREFIX, strlen(PAXOS_LEADER_PREFIX)) == 0)
+		PaxosLeaderFromLog(group_id, round, value.data);
+	RecordOutcome(group_id, round, 0, NULL, -1);
+	conflicts = palloc(sizeof(int64));
+	conflicts[0] = -1;
+	*nentries = 1;
+	return conflicts;
 }
 
 /*
  * CertifyUpTo certifies, in order, every round up to max_round not
- * certified yet, learning them first; returns the conflict of max_round.
+ * certified yet, learning them first; returns the conflicts of the
+ * entries of max_round.
  */
-static int64
-CertifyUpTo(const char *group_id, int64 max_round)
+static int64 *
+CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 {
+	static SPIPlanPtr cursor_plan = NULL;
+	static SPIPlanPtr conflicts_plan = NULL;
+	MemoryContext outer = CurrentMemoryContext;
 	Oid			types[2] = {TEXTOID, INT8OID};
 	Datum		values[2];
 	bool		isnull;
 	Datum		d;
 	int64		cursor;
 	int64		round;
-	int64		conflict = -1;
+	int64	   *conflicts = NULL;
+	uint64		i;
 
+	*nentries = 0;
 	(void) PaxosLockGroup(PAXOS_CERTIFY_LOCK, group_id, false, true);
 	SPI_connect();
 	values[0] = CStringGetTextDatum(group_id);
-	if (SPI_execute_with_args("SELECT max(round_num) FROM pgp_metadata.outcome WHERE group_id = $1",
-							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(PaxosKeptPlan(&cursor_plan,
+									   "SELECT round_num FROM pgp_metadata.outcome WHERE group_id = $1"
+									   " ORDER BY round_num DESC LIMIT 1",
+									   1, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_paxos: could not find the certified rounds");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	cursor = isnull ? -1 : DatumGetInt64(d);
+	cursor = SPI_processed == 0 ? -1 :
+		DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 
 	if (cursor < max_round)
@@ -128,6 +297,7 @@ CertifyUpTo(const char *group_id, int64 max_round)
 	for (round = cursor + 1; round <= max_round; round++)
 	{
 		px_acceptor_state st;
+		int64	   *c;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!RoundStoreLoad(group_id, round, false, &st) || !st.decided)
@@ -135,28 +305,40 @@ CertifyUpTo(const char *group_id, int64 max_round)
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("round " INT64_FORMAT " of paxos group \"%s\" could not be learned",
 							round, group_id)));
-		conflict = CertifyRound(group_id, round, st.value);
+		c = CertifyRoundValue(group_id, round, st.value, nentries);
+		if (round == max_round)
+		{
+			conflicts = MemoryContextAlloc(outer, sizeof(int64) * *nentries);
+			memcpy(conflicts, c, sizeof(int64) * *nentries);
+		}
 	}
 	if (cursor >= max_round)
 	{
 		values[0] = CStringGetTextDatum(group_id);
 		values[1] = Int64GetDatum(max_round);
-		if (SPI_execute_with_args("SELECT conflict_round FROM pgp_metadata.outcome"
-								  " WHERE group_id = $1 AND round_num = $2",
-								  2, types, values, NULL, false, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
+		if (SPI_execute_plan(PaxosKeptPlan(&conflicts_plan,
+										   "SELECT conflict_round FROM pgp_metadata.outcome"
+										   " WHERE group_id = $1 AND round_num = $2 ORDER BY entry_index",
+										   2, types),
+							 values, NULL, false, 0) != SPI_OK_SELECT ||
+			SPI_processed < 1)
 			elog(ERROR, "pg_paxos: round " INT64_FORMAT " has no outcome", max_round);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		conflict = isnull ? -1 : DatumGetInt64(d);
+		*nentries = (int) SPI_processed;
+		conflicts = MemoryContextAlloc(outer, sizeof(int64) * *nentries);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			conflicts[i] = isnull ? -1 : DatumGetInt64(d);
+		}
 	}
 	SPI_finish();
-	return conflict;
+	return conflicts;
 }
 
 /*
  * paxos_certify (RPC, called by a node on itself): certify every round up
- * to max_round_num; returns the round that max_round_num conflicts with,
- * or NULL if it commits.
+ * to max_round_num; returns, for each entry of max_round_num, the round it
+ * conflicts with, or NULL if it commits.
  */
 Datum
 paxos_certify(PG_FUNCTION_ARGS)
@@ -164,7 +346,13 @@ paxos_certify(PG_FUNCTION_ARGS)
 	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
 	int64		max_round = PaxosInt64Arg(fcinfo, 1, "max_round_num");
 	GroupInfo	group;
-	int64		conflict;
+	int64	   *conflicts;
+	int			n;
+	int			i;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			dims[1];
+	int			lbs[1] = {1};
 
 	PaxosCheckRoundNumber(max_round, "max_round_num");
 
@@ -177,36 +365,52 @@ paxos_certify(PG_FUNCTION_ARGS)
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
 	SPI_finish();
-	conflict = CertifyUpTo(group_id, max_round);
-	if (conflict < 0)
-		PG_RETURN_NULL();
-	PG_RETURN_INT64(conflict);
+	conflicts = CertifyUpTo(group_id, max_round, &n);
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	nulls = palloc(sizeof(bool) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		elems[i] = Int64GetDatum(conflicts[i]);
+		nulls[i] = conflicts[i] < 0;
+	}
+	dims[0] = n;
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(elems, nulls, 1, dims, lbs, INT8OID,
+											 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-/* OnCertified reads the answer of paxos_certify. */
+/* OnCertified reads the answer of paxos_certify: {c1,NULL,...}. */
 static bool
 OnCertified(void *arg, int host, PGresult *res, const char *error)
 {
 	CertifyCollector *cc = (CertifyCollector *) arg;
+	char	   *text;
+	char	   *tok;
+	char	   *save;
+	int			n = 0;
 
-	if (res == NULL || PQntuples(res) != 1)
+	if (res == NULL || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
 		return false;
+	text = pstrdup(PQgetvalue(res, 0, 0));
+	cc->conflicts = palloc(sizeof(int64) * (strlen(text) / 2 + 1));
+	for (tok = strtok_r(text, "{},", &save); tok != NULL; tok = strtok_r(NULL, "{},", &save))
+		cc->conflicts[n++] = strcmp(tok, "NULL") == 0 ? -1 : strtoi64(tok, NULL, 10);
+	cc->nentries = n;
 	cc->answered = true;
-	cc->conflict = PQgetisnull(res, 0, 0) ? -1 : strtoi64(PQgetvalue(res, 0, 0), NULL, 10);
 	return true;
 }
 
 /*
- * PaxosCertifyThroughSelf has this node's acceptor certify every round up
- * to `round`; returns the round `round` conflicts with, or -1.
+ * PaxosCertifyRound has this node's acceptor certify every round up to
+ * `round`, in a transaction of its own; returns the conflict of each entry
+ * of `round` (-1: commits) and their number.
  */
-int64
-PaxosCertifyThroughSelf(const char *group_id, int64 round)
+int64 *
+PaxosCertifyRound(const char *group_id, int64 round, int *nentries)
 {
 	PeerConnection *self = PaxosSelfPeer(group_id);
 	char		round_str[32];
 	const char *params[2];
-	CertifyCollector cc = {false, -1};
+	CertifyCollector cc = {false, NULL, 0};
 	FanoutStats stats;
 
 	snprintf(round_str, sizeof(round_str), INT64_FORMAT, round);
@@ -220,5 +424,6 @@ PaxosCertifyThroughSelf(const char *group_id, int64 round)
 				 errmsg("could not certify round " INT64_FORMAT " of paxos group \"%s\"",
 						round, group_id),
 				 errdetail("%s", stats.first_error ? stats.first_error : "no answer")));
-	return cc.conflict;
+	*nentries = cc.nentries;
+	return cc.conflicts;
 }

@@ -203,7 +203,8 @@ PeerStatementName(RpcKind kind)
 	static const char *const names[RPC_KIND_COUNT] = {
 		"pg_paxos_prepare", "pg_paxos_accept", "pg_paxos_confirm",
 		"pg_paxos_max_round", "pg_paxos_decided_rounds", "pg_paxos_identity",
-		"pg_paxos_copy_decided", "pg_paxos_certify", "pg_paxos_apply_upto"
+		"pg_paxos_copy_decided", "pg_paxos_certify", "pg_paxos_apply_upto",
+		"pg_paxos_submit", "pg_paxos_heartbeat"
 	};
 
 	return names[kind];
@@ -268,6 +269,15 @@ PeerStatementSql(RpcKind kind)
 				break;
 			case RPC_APPLY:
 				text = psprintf("SELECT %s.paxos_apply_upto($1, $2::bigint, $3::boolean)", s);
+				break;
+			case RPC_SUBMIT:
+				text = psprintf("SELECT round_num, entry_index, conflict_round, in_doubt, error"
+								" FROM %s.paxos_submit($1, $2)", s);
+				break;
+			case RPC_HEARTBEAT:
+				text = psprintf("SELECT node_id, leader_round, leader_node, leader_connection,"
+								" decided_round, applied_round FROM %s.paxos_heartbeat($1, $2, $3,"
+								" $4::bigint, $5, $6, $7::bigint, $8::bigint)", s);
 				break;
 			case RPC_KIND_COUNT:
 				elog(ERROR, "pg_paxos: bad RPC kind");

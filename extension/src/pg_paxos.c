@@ -5,6 +5,11 @@
  */
 #include "pg_paxos.h"
 
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
@@ -37,6 +42,31 @@ static const struct config_enum_entry consistency_options[] = {
 char	   *PaxosNodeId = NULL;
 int			PaxosRpcTimeoutMs = 2000;
 int			PaxosTimeoutMs = 30000;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* PaxosShmemRequest asks for the leaders' views and the commit queue. */
+static void
+PaxosShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(add_size(PaxosLeaderShmemSize(), PaxosBatchShmemSize()));
+	RequestNamedLWLockTranche("pg_paxos", 2);
+}
+
+/* PaxosShmemStartup creates or attaches to them. */
+static void
+PaxosShmemStartup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	PaxosLeaderShmemInit();
+	PaxosBatchShmemInit();
+	LWLockRelease(AddinShmemInitLock);
+}
 
 /*
  * _PG_init defines the GUCs.  pg_paxos must be in shared_preload_libraries
@@ -88,9 +118,22 @@ _PG_init(void)
 							 &PaxosConsistencyModel, PAXOS_CONSISTENCY_STRONG,
 							 consistency_options, PGC_USERSET, 0, NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pg_paxos.leader_timeout",
+							"How long a group's leader may stay silent before another node takes over.",
+							"Heartbeats go out five times per timeout.",
+							&PaxosLeaderTimeoutMs, 500, 50, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pg_paxos");
 
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = PaxosShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = PaxosShmemStartup;
+
 	PaxosRegisterWorker();
+	PaxosRegisterLeaderWorker();
+	PaxosRegisterBatcher();
 	PaxosInitCapture();
 	PaxosInitStrongReads();
 	PaxosInitDdl();
@@ -296,4 +339,26 @@ PaxosUnlockGroup(int lock_class, const char *group_id)
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, lock_class, key, 2);
 	(void) LockRelease(&tag, ExclusiveLock, true);
+}
+
+/*
+ * PaxosKeptPlan prepares a statement once per backend and keeps it: the
+ * statements the log machinery runs for every round and every entry would
+ * otherwise be parsed and planned each time.  Call while connected to SPI.
+ */
+SPIPlanPtr
+PaxosKeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL)
+			elog(ERROR, "pg_paxos: could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "pg_paxos: could not keep a plan");
+		*cache = plan;
+	}
+	return *cache;
 }

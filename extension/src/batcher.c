@@ -1,0 +1,161 @@
+/*
+ * batcher.c
+ *    The pg_paxos batcher: a background worker that appends the queued
+ *    transaction entries of this node (see batch.c) one round at a time.
+ *
+ * Being one process, it is one proposer: the round it prepares ahead with
+ * each append (phase 1 of round r+1 travels with phase 2 of round r) is
+ * its own next round, so while this node leads, every batch costs one
+ * round trip to the acceptors.  A batch that fails (no majority, a timeout)
+ * is reported to each waiting backend as "in doubt": its round may still
+ * be chosen, and the origin settles that (submit.c).
+ */
+#include "pg_paxos.h"
+
+#include "access/xact.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/wait_event.h"
+
+/* Largest batch, in bytes of entries (one entry may be larger alone). */
+#define BATCH_MAX_BYTES (4 * 1024 * 1024)
+
+PGDLLEXPORT void PaxosBatcherMain(Datum arg);
+
+static void RunBatch(MemoryContext context);
+
+/* PaxosRegisterBatcher registers the worker (from _PG_init). */
+void
+PaxosRegisterBatcher(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_paxos");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "PaxosBatcherMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_paxos batcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_paxos batcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * RunBatch appends the entries of one group queued now as one round, has
+ * it certified, and posts each entry's result.
+ */
+static void
+RunBatch(MemoryContext context)
+{
+	MemoryContext old = MemoryContextSwitchTo(context);
+	List	   *entries;
+	List	   *tickets;
+	char	   *group_id = PaxosBatchTake(BATCH_MAX_BYTES, &entries, &tickets);
+	ListCell   *lc;
+	int			i;
+
+	if (group_id == NULL)
+	{
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
+	{
+		StringInfoData value;
+		char	   *value_id;
+		int64		round;
+		int64	   *conflicts;
+		int			n;
+
+		MemoryContextSwitchTo(context);
+		initStringInfo(&value);
+		appendStringInfoChar(&value, '[');
+		foreach(lc, entries)
+		{
+			if (foreach_current_index(lc) > 0)
+				appendStringInfoChar(&value, ',');
+			appendStringInfoString(&value, (char *) lfirst(lc));
+		}
+		appendStringInfoChar(&value, ']');
+		value_id = psprintf(PAXOS_TXN_PREFIX "batch/%s/%016llx", PaxosOwnNodeId(),
+							(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
+		round = PaxosAppendAlone(group_id, value_id, value.data);
+		conflicts = PaxosCertifyRound(group_id, round, &n);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		i = 0;
+		foreach(lc, tickets)
+		{
+			PaxosBatchFinish((PaxosBatchTicket *) lfirst(lc), round, i,
+							 i < n ? conflicts[i] : -1,
+							 i < n ? NULL : "the round holds fewer entries than were sent");
+			i++;
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("pg_paxos batcher: a round of %d transactions of group \"%s\" failed: %s",
+						list_length(entries), group_id, edata->message)));
+		foreach(lc, tickets)
+			PaxosBatchFinish((PaxosBatchTicket *) lfirst(lc), -1, 0, -1, edata->message);
+	}
+	PG_END_TRY();
+	PaxosBatchWakeAll();
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(context);
+}
+
+/* PaxosBatcherMain: connect, then append batches as they come. */
+void
+PaxosBatcherMain(Datum arg)
+{
+	MemoryContext context;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(PaxosDatabase, NULL, 0);
+	pgstat_report_appname("pg_paxos batcher");
+	context = AllocSetContextCreate(TopMemoryContext, "pg_paxos batch",
+									ALLOCSET_DEFAULT_SIZES);
+	PaxosBatchSetBatcher(MyLatch);
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		while (PaxosBatchPending())
+		{
+			pgstat_report_activity(STATE_RUNNING, "appending a batch");
+			RunBatch(context);
+			CHECK_FOR_INTERRUPTS();
+		}
+		pgstat_report_activity(STATE_IDLE, NULL);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,101 @@
+/*
+ * entry.c
+ *    The fields of a transaction entry (capture.c writes them), read once:
+ *    certification and the applier need its id, snapshot round, origin and
+ *    keys for every entry of every round, on every node, and parsing the
+ *    JSON once in C costs far less than asking SQL for each field.
+ */
+#include "pg_paxos.h"
+
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+static JsonbValue *FindField(Jsonb *jb, const char *name);
+static char *StringField(Jsonb *jb, const char *name);
+static Datum KeyArray(Jsonb *jb, const char *name);
+
+/* FindField looks up a top-level field of an entry; NULL if absent. */
+static JsonbValue *
+FindField(Jsonb *jb, const char *name)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) name;
+	k.val.string.len = strlen(name);
+	return findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
+}
+
+/* StringField is a field's text (strings and numbers), or NULL. */
+static char *
+StringField(Jsonb *jb, const char *name)
+{
+	JsonbValue *v = FindField(jb, name);
+
+	if (v == NULL)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	return NULL;
+}
+
+/* KeyArray is an array field of strings as a text[] datum. */
+static Datum
+KeyArray(Jsonb *jb, const char *name)
+{
+	JsonbValue *v = FindField(jb, name);
+	Datum	   *elems;
+	int			n = 0;
+	int			cap = 8;
+
+	elems = palloc(sizeof(Datum) * cap);
+	if (v != NULL && v->type == jbvBinary)
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM || e.type != jbvString)
+				continue;
+			if (n == cap)
+			{
+				cap *= 2;
+				elems = repalloc(elems, sizeof(Datum) * cap);
+			}
+			elems[n++] = PointerGetDatum(cstring_to_text_with_len(e.val.string.val,
+																  e.val.string.len));
+		}
+	}
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * PaxosParseEntry reads the fields of one transaction entry (an element of
+ * a transaction round's batch).  Errors on malformed JSON.
+ */
+void
+PaxosParseEntry(const char *text, PaxosEntry *entry)
+{
+	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	char	   *x;
+	char	   *xid;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		elog(ERROR, "pg_paxos: a transaction entry is not a JSON object");
+	memset(entry, 0, sizeof(*entry));
+	entry->text = text;
+	entry->id = StringField(jb, "id");
+	entry->origin = StringField(jb, "origin");
+	x = StringField(jb, "x");
+	xid = StringField(jb, "xid");
+	entry->x = x ? strtoi64(x, NULL, 10) : -1;
+	entry->xid = xid ? (TransactionId) strtoul(xid, NULL, 10) : InvalidTransactionId;
+	entry->check = KeyArray(jb, "check");
+	entry->write = KeyArray(jb, "write");
+}
