@@ -26,7 +26,7 @@ UPDATE accounts SET balance = balance + 1 WHERE id = 1;
 COMMIT;
 SELECT v->'check' AS check_keys, v->'write' AS write_keys,
        jsonb_path_query_array(v->'changes', '$[*].op') AS ops
-FROM (SELECT value::jsonb v FROM pgp_metadata.round
+FROM (SELECT value::jsonb->0 v FROM pgp_metadata.round
       WHERE group_id = 'rep' AND value_id LIKE 'pg_paxos:txn:%'
       ORDER BY round_num DESC LIMIT 1) e;
 SELECT o.committed, o.conflict_round, o.applied
@@ -34,7 +34,7 @@ FROM pgp_metadata.outcome o
 WHERE o.group_id = 'rep' ORDER BY round_num DESC LIMIT 1;
 
 -- the values, not the statement: now() is the origin's
-SELECT (SELECT (value::jsonb->'changes'->0->'new'->>'stamped')::timestamptz
+SELECT (SELECT (value::jsonb->0->'changes'->0->'new'->>'stamped')::timestamptz
         FROM pgp_metadata.round WHERE group_id = 'rep'
         AND value_id LIKE 'pg_paxos:txn:%' ORDER BY round_num DESC LIMIT 1)
        = (SELECT stamped FROM accounts WHERE id = 1) AS same_timestamp;
@@ -51,7 +51,7 @@ SAVEPOINT s;
 DELETE FROM accounts WHERE id = 1;
 ROLLBACK TO SAVEPOINT s;
 COMMIT;
-SELECT jsonb_path_query_array(value::jsonb->'changes', '$[*].op') AS ops
+SELECT jsonb_path_query_array(value::jsonb->0->'changes', '$[*].op') AS ops
 FROM pgp_metadata.round WHERE group_id = 'rep'
 AND value_id LIKE 'pg_paxos:txn:%' ORDER BY round_num DESC LIMIT 1;
 SELECT id, balance FROM accounts ORDER BY id;
@@ -60,8 +60,8 @@ SELECT id, balance FROM accounts ORDER BY id;
 INSERT INTO loose VALUES (1, 1);
 TRUNCATE loose;
 ALTER TABLE accounts ADD COLUMN note text;
-SELECT jsonb_path_query_array(value::jsonb->'changes', '$[*].op') AS ops,
-       value::jsonb->'write' AS write_keys
+SELECT jsonb_path_query_array(value::jsonb->0->'changes', '$[*].op') AS ops,
+       value::jsonb->0->'write' AS write_keys
 FROM pgp_metadata.round WHERE group_id = 'rep'
 AND value_id LIKE 'pg_paxos:txn:%' ORDER BY round_num DESC LIMIT 3;
 

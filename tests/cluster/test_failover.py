@@ -1,0 +1,181 @@
+"""
+Leadership and failover under the bank workload (clients and checkers on
+every node, see bank.py): the leader's postmaster killed with SIGKILL; a
+follower killed; the leader frozen (SIGSTOP) for longer than the leader
+timeout, then thawed; a switchover.  Each time the survivors keep
+committing, a new leader takes over by itself where the old one is gone,
+the node that was down catches up after its restart, and the usual bank
+checks hold: total constant everywhere, nodes identical, no acknowledged
+transfer lost, no failed one present.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import bank
+import pgcluster
+
+DURATION = float(os.environ.get('PGP_FAILOVER_SECONDS', '16'))
+SETTINGS = {'deadlock_timeout': '100ms', 'pg_paxos.leader_timeout': '500ms'}
+
+
+def node_status(node):
+    rows = node.records("SELECT * FROM paxos_node_status() WHERE group_id = %s",
+                        (bank.GROUP,))
+    return rows[0] if rows else None
+
+
+def wait_leader(cluster, among=None, deadline=20.0, not_node=None):
+    """The node every node in `among` (default: all) agrees leads, once
+    they do (and it is not not_node)."""
+    among = among if among is not None else list(cluster)
+    end = time.monotonic() + deadline
+    seen = None
+    while time.monotonic() < end:
+        try:
+            seen = [node_status(n) for n in among]
+            ids = {s['leader_id'] for s in seen if s}
+            if len(ids) == 1 and None not in ids and len(seen) == len(among) \
+                    and all(seen):
+                name = ids.pop()
+                leader = [n for n in cluster if n.name == name][0]
+                roles = {n.name: s['role'] for n, s in zip(among, seen)}
+                if leader is not not_node and (leader not in among or
+                                               roles[leader.name] == 'leader'):
+                    return leader
+        except Exception as e:      # a node restarting
+            seen = repr(e)
+        time.sleep(0.1)
+    raise AssertionError('no agreed leader within %.0f s: %r' % (deadline, seen))
+
+
+def postmaster_pid(node):
+    with open(os.path.join(node.datadir, 'postmaster.pid')) as f:
+        return int(f.readline())
+
+
+def server_pids(node):
+    """The postmaster and its children (backends, workers)."""
+    pid = postmaster_pid(node)
+    out = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(pid)],
+                         capture_output=True, text=True).stdout
+    return [pid] + [int(p) for p in out.split()]
+
+
+def bank_cluster(cluster_factory):
+    cluster = cluster_factory(3, SETTINGS)
+    bank.setup(cluster)
+    return cluster, wait_leader(cluster)
+
+
+def restart_after_kill(node):
+    """Start a node whose postmaster was killed, once its children left."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        try:
+            os.kill(postmaster_pid(node), 0)
+        except (OSError, ValueError):
+            break
+        time.sleep(0.1)
+    node.start()
+
+
+def test_status_and_switchover(cluster_factory):
+    cluster, leader = bank_cluster(cluster_factory)
+    status = node_status(leader)
+    assert status['role'] == 'leader' and status['leader_id'] == leader.name
+    assert status['ballot'] is not None and status['decided_round'] >= 0
+    others = [n for n in cluster if n is not leader]
+    for n in others:
+        s = node_status(n)
+        assert s['role'] == 'follower' and s['leader_id'] == leader.name
+    peers = leader.records('SELECT * FROM paxos_peer_status()')
+    assert sorted(p['peer_node_id'] for p in peers) == \
+        sorted(n.name for n in others)
+    assert all(p['reachable'] for p in peers)
+    assert 'password' not in repr(peers)
+
+    target = others[0]
+
+    def switchover():
+        others[1].sql('SELECT paxos_switchover(%s, %s)',
+                      (bank.GROUP, target.name))
+
+    bank.run(cluster, DURATION, fault=switchover, fault_at=DURATION / 3)
+    assert wait_leader(cluster) is target
+    with open(target.logfile, errors='replace') as f:
+        assert 'switchover requested' in f.read()
+
+    # an unknown node is refused clearly
+    try:
+        leader.sql("SELECT paxos_switchover(%s, 'nobody')", (bank.GROUP,))
+    except Exception as e:
+        assert 'no node "nobody"' in str(e)
+    else:
+        raise AssertionError('switchover to an unknown node succeeded')
+
+
+def test_kill_leader(cluster_factory):
+    cluster, leader = bank_cluster(cluster_factory)
+    survivors = [n for n in cluster if n is not leader]
+    timing = {}
+
+    def kill_leader():
+        os.kill(postmaster_pid(leader), signal.SIGKILL)
+        t0 = time.monotonic()
+        new = wait_leader(cluster, among=survivors, not_node=leader)
+        timing['failover'] = time.monotonic() - t0
+        timing['new'] = new
+        time.sleep(2)
+        restart_after_kill(leader)
+
+    bank.run(cluster, DURATION, fault=kill_leader, fault_at=DURATION / 3,
+             faulty=(leader.index,))
+    print('failover: new leader %s after %.2f s'
+          % (timing['new'].name, timing['failover']))
+    assert timing['new'] in survivors
+    assert timing['failover'] < 5, timing
+    # the restarted node follows a survivor (two survivors may both have
+    # stood: the later leader entry wins, so it may not be the first seen)
+    assert wait_leader(cluster) in survivors
+
+
+def test_kill_follower(cluster_factory):
+    cluster, leader = bank_cluster(cluster_factory)
+    follower = [n for n in cluster if n is not leader][0]
+
+    def kill_follower():
+        os.kill(postmaster_pid(follower), signal.SIGKILL)
+        time.sleep(3)
+        restart_after_kill(follower)
+
+    bank.run(cluster, DURATION, fault=kill_follower, fault_at=DURATION / 3,
+             faulty=(follower.index,))
+    # a follower's death moves nothing
+    assert wait_leader(cluster) is leader
+
+
+def test_frozen_leader(cluster_factory):
+    cluster, leader = bank_cluster(cluster_factory)
+    survivors = [n for n in cluster if n is not leader]
+    seen = {}
+
+    def freeze_leader():
+        pids = server_pids(leader)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            seen['new'] = wait_leader(cluster, among=survivors, not_node=leader)
+            time.sleep(1)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
+    bank.run(cluster, DURATION, fault=freeze_leader, fault_at=DURATION / 3,
+             faulty=(leader.index,))
+    assert seen['new'] in survivors
+    # the thawed node learned that it no longer leads
+    assert wait_leader(cluster) in survivors
+    assert node_status(leader)['role'] == 'follower'
