@@ -9,6 +9,8 @@
 #   make bench      paxos_append throughput and latency (bench/)
 #   make bench-bank pgbench bank workload: PostgreSQL, streaming
 #                   replication, pg_paxos (bench/pgbench_bank.py)
+#   make bench-failover  kill -9 the leader 20 times, time the failover
+#                   (bench/failover_bench.py)
 #   make clean
 #
 # PostgreSQL 15 is found through pg_config; override with PG_CONFIG=...
@@ -20,9 +22,10 @@ export PG_CONFIG
 PYTHON = /usr/bin/python3
 BENCH_ARGS ?=
 BENCH_BANK_ARGS ?=
+BENCH_FAILOVER_ARGS ?=
 
 .PHONY: all deps core extension install test demo demo-stop bench \
-	bench-bank clean
+	bench-bank bench-failover clean
 
 all: deps core extension
 
@@ -56,6 +59,9 @@ demo-stop:
 
 bench: install
 	$(PYTHON) bench/append_bench.py $(BENCH_ARGS)
+
+bench-failover: install
+	$(PYTHON) bench/failover_bench.py $(BENCH_FAILOVER_ARGS)
 
 bench-bank: install
 	$(PYTHON) bench/pgbench_bank.py $(BENCH_BANK_ARGS)

@@ -15,6 +15,7 @@
 #include "access/parallel.h"
 #include "access/xact.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
 #include "utils/snapmgr.h"
@@ -84,8 +85,14 @@ PaxosSyncGroup(const char *group_id, bool may_apply_here)
 	PG_TRY();
 	{
 		int64		target = PaxosMaxGroupRound(group_id, true);
+		GroupInfo	group;
 
-		if (PaxosApplyThroughSelf(group_id, target, true) < target && may_apply_here)
+		/* already there (the usual case on a busy node): no round trip */
+		SPI_connect();
+		GroupLoadOrError(group_id, &group);
+		SPI_finish();
+		if (group.last_applied_round < target &&
+			PaxosApplyThroughSelf(group_id, target, true) < target && may_apply_here)
 			(void) PaxosApplyUpTo(group_id, target, APPLY_ALL);
 	}
 	PG_FINALLY();
