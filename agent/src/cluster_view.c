@@ -104,6 +104,22 @@ fallback_node_status(PGconn *conn, const char *group, cv_node *n)
 	return 0;
 }
 
+/* has_word: whether the connection string has the keyword=value word. */
+static int
+has_word(const char *connstr, const char *word)
+{
+	size_t n = strlen(word);
+	const char *p = connstr;
+
+	while ((p = strstr(p, word)) != NULL)
+	{
+		if ((p == connstr || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
 /* peer_status reads paxos_peer_status() of this node, if it has it. */
 static void
 peer_status(PGconn *conn, const cfg_config *cfg, cv_view *v)
@@ -130,12 +146,15 @@ peer_status(PGconn *conn, const cfg_config *cfg, cv_view *v)
 		snprintf(peer->last_contact, sizeof(peer->last_contact), "%s",
 				 PQgetvalue(res, i, 2));
 		peer->lag = int_or(res, i, 3, -1);
+		/* the extension may order the keywords its own way: match the
+		 * host and port */
 		for (j = 0; j < cfg->nnodes; j++)
 		{
-			char cs[300];
+			char host[80], port[24];
 
-			cfg_connstr(&cfg->nodes[j], cs, sizeof(cs));
-			if (strcmp(cs, peer->connstr) == 0)
+			snprintf(host, sizeof(host), "host=%s", cfg->nodes[j].host);
+			snprintf(port, sizeof(port), "port=%d", cfg->nodes[j].pg_port);
+			if (has_word(peer->connstr, host) && has_word(peer->connstr, port))
 				peer->node_id = cfg->nodes[j].id;
 		}
 	}

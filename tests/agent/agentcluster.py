@@ -191,7 +191,19 @@ class AgentCluster:
         end = time.monotonic() + timeout
         for a in self.agents:
             self.wait_ready(a, end - time.monotonic())
+        self.wait_members(end - time.monotonic())
         return self
+
+    def wait_members(self, timeout=30):
+        """Wait until the agents' view shows every node up in the group."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            nodes = self.status(0)['cluster']['nodes']
+            if all(n['up'] and n['role'] in ('leader', 'follower')
+                   for n in nodes):
+                return
+            time.sleep(0.3)
+        raise RuntimeError('nodes not all members in time: %r' % nodes)
 
     def wait_ready(self, agent, timeout):
         end = time.monotonic() + timeout
