@@ -207,6 +207,38 @@ ensure_replicated(PGconn *local, const cfg_config *cfg, char *err,
 					   1, p, err, errlen);
 }
 
+/* wait_peers_have_table waits (up to JOIN_ORDER_WAIT_S) until every
+ * other configured node that answers has bank_balance. */
+static void
+wait_peers_have_table(const cfg_config *cfg, volatile int *stop)
+{
+	time_t started = time(NULL);
+	int i, missing = 1;
+
+	while (missing && !*stop && time(NULL) - started < JOIN_ORDER_WAIT_S)
+	{
+		missing = 0;
+		for (i = 0; i < cfg->nnodes; i++)
+		{
+			char err[512];
+			PGconn *conn;
+
+			if (cfg->nodes[i].id == cfg->node_id)
+				continue;
+			if ((conn = db_connect_node(&cfg->nodes[i], 2, err,
+										sizeof(err))) == NULL)
+				continue;
+			if (query_bool(conn,
+						   "SELECT to_regclass('public.bank_balance') IS NULL",
+						   0, NULL, err, sizeof(err)) != 0)
+				missing = 1;
+			PQfinish(conn);
+		}
+		if (missing)
+			sleep(1);
+	}
+}
+
 int
 boot_node(const cfg_config *cfg, volatile int *stop, char *err,
 		  size_t errlen)
@@ -273,8 +305,15 @@ boot_node(const cfg_config *cfg, volatile int *stop, char *err,
 		}
 		sleep(1);
 	}
-	if (ensure_replicated(local, cfg, err, errlen) != 0)
-		goto done;
+	/* a fresh joiner copied the replication with the group; a node that
+	 * was in the group before paxosd (scripts/demo.sh data) may not have
+	 * it: then the lowest id replicates, once the others have the table */
+	if (cfg->node_id == lowest_id(cfg))
+	{
+		wait_peers_have_table(cfg, stop);
+		if (ensure_replicated(local, cfg, err, errlen) != 0)
+			goto done;
+	}
 	rc = 0;
 done:
 	db_put(local, rc != 0);
