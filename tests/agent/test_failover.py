@@ -119,9 +119,16 @@ def test_admin_down_and_up_of_a_follower(agents):
         r = agents.post(follower.id - 1, '/api/admin/down', token=agents.token)
         assert r.status == 200 and r.json['state'] == 'down'
         assert not follower.postgres_running()
-        st = agents.status(leader - 1)['cluster']
-        node = [n for n in st['nodes'] if n['node_id'] == follower.id][0]
+        # every agent polls on its own: the leader's sees it within a second
+        end = time.monotonic() + 10
+        while True:
+            st = agents.status(leader - 1)['cluster']
+            node = [n for n in st['nodes'] if n['node_id'] == follower.id][0]
+            if node['role'] == 'offline' or time.monotonic() > end:
+                break
+            time.sleep(0.2)
         assert node['role'] == 'offline' and node['up'] is False
+        assert node['lag'] is None
         assert st['leader_id'] == leader
         # the cluster still commits with two of three
         r = agents.post(leader - 1, '/commit/', {'transaction': {
