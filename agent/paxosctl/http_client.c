@@ -16,8 +16,7 @@
 #include <unistd.h>
 
 static int
-connect_to(const char *host, int port, int timeout_s, char *err,
-		   size_t errlen)
+connect_to(const char *host, int port, int timeout_s, char *err, size_t errlen)
 {
 	struct addrinfo hints, *res, *ai;
 	char portstr[16];
@@ -65,12 +64,13 @@ hc_request(const char *host, int port, const char *method, const char *path,
 	resp->body = NULL;
 	if ((fd = connect_to(host, port, timeout_s, err, errlen)) < 0)
 		return -1;
-	n = snprintf(head, sizeof(head),
-				 "%s %s HTTP/1.0\r\nHost: %s:%d\r\nConnection: close\r\n"
-				 "%s%s%s"
-				 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-				 method, path, host, port, token ? "Authorization: Bearer " : "",
-				 token ? token : "", token ? "\r\n" : "", blen);
+	n = snprintf(
+		head, sizeof(head),
+		"%s %s HTTP/1.0\r\nHost: %s:%d\r\nConnection: close\r\n"
+		"%s%s%s"
+		"Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+		method, path, host, port, token ? "Authorization: Bearer " : "",
+		token ? token : "", token ? "\r\n" : "", blen);
 	if (n < 0 || (size_t) n >= sizeof(head) ||
 		write(fd, head, (size_t) n) != n ||
 		(blen > 0 && write(fd, body, blen) != (ssize_t) blen))

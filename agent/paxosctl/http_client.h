@@ -11,7 +11,7 @@
 typedef struct hc_response
 {
 	int status;
-	char *body;			/* malloc'd, NUL-terminated */
+	char *body; /* malloc'd, NUL-terminated */
 } hc_response;
 
 /* hc_request sends METHOD path to host:port with an optional bearer token

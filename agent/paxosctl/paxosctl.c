@@ -118,12 +118,15 @@ cmd_status(void)
 		return 1;
 	cl = json_object_get(st, "cluster");
 	nodes = json_object_get(cl, "nodes");
-	printf("Cluster: %s   leader: ", json_string_value(json_object_get(cl, "group")));
+	printf("Cluster: %s   leader: ",
+		   json_string_value(json_object_get(cl, "group")));
 	if (json_is_integer(json_object_get(cl, "leader_id")))
-		printf("node %lld", (long long) json_integer_value(json_object_get(cl, "leader_id")));
+		printf("node %lld", (long long) json_integer_value(
+								json_object_get(cl, "leader_id")));
 	else
 		printf("none");
-	printf("   (source: %s)\n", json_string_value(json_object_get(cl, "source")));
+	printf("   (source: %s)\n",
+		   json_string_value(json_object_get(cl, "source")));
 	printf("%s\n| %-6s | %-9s | %-15s | %7s | %7s | %3s | %-25s |\n%s\n", line,
 		   "Node", "Role", "PostgreSQL", "Decided", "Applied", "Lag", "Agent",
 		   line);
@@ -135,8 +138,9 @@ cmd_status(void)
 		snprintf(node, sizeof(node), "%lld%s",
 				 (long long) json_integer_value(json_object_get(n, "node_id")),
 				 json_is_true(json_object_get(n, "leader")) ? " *" : "");
-		snprintf(pg, sizeof(pg), "%s:%lld", up ? "running" : "down",
-				 (long long) json_integer_value(json_object_get(n, "pg_port")));
+		snprintf(
+			pg, sizeof(pg), "%s:%lld", up ? "running" : "down",
+			(long long) json_integer_value(json_object_get(n, "pg_port")));
 		printf("| %-6s | %-9s | %-15s | %7s | %7s | %3s | %-25s |\n", node,
 			   json_string_value(json_object_get(n, "role")), pg,
 			   round_str(json_object_get(n, "decided_round"), d, sizeof(d)),
@@ -179,8 +183,8 @@ agent_of(int node, char *host, size_t hostlen, int *port)
 
 	if (st == NULL)
 		return -1;
-	json_array_foreach(json_object_get(json_object_get(st, "cluster"), "nodes"),
-					   i, n)
+	json_array_foreach(
+		json_object_get(json_object_get(st, "cluster"), "nodes"), i, n)
 	{
 		const char *url = json_string_value(json_object_get(n, "agent_url"));
 
@@ -270,8 +274,9 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (parse_agents(agents ? agents
-							: "127.0.0.1:8000,127.0.0.1:8001,127.0.0.1:8002") != 0)
+	if (parse_agents(
+			agents ? agents
+				   : "127.0.0.1:8000,127.0.0.1:8001,127.0.0.1:8002") != 0)
 		return 2;
 	if (i >= argc)
 	{
@@ -296,9 +301,9 @@ main(int argc, char **argv)
 		char body[64], host[64];
 		int port;
 		json_t *st = fetch_status();
-		json_t *lid = st ? json_object_get(json_object_get(st, "cluster"),
-										   "leader_id")
-						 : NULL;
+		json_t *lid =
+			st ? json_object_get(json_object_get(st, "cluster"), "leader_id")
+			   : NULL;
 		int leader = json_is_integer(lid) ? (int) json_integer_value(lid) : 0;
 
 		json_decref(st);

@@ -240,8 +240,7 @@ wait_peers_have_table(const cfg_config *cfg, volatile int *stop)
 }
 
 int
-boot_node(const cfg_config *cfg, volatile int *stop, char *err,
-		  size_t errlen)
+boot_node(const cfg_config *cfg, volatile int *stop, char *err, size_t errlen)
 {
 	time_t started = time(NULL);
 	PGconn *local = NULL;
@@ -294,7 +293,8 @@ boot_node(const cfg_config *cfg, volatile int *stop, char *err,
 				if (join_group(local, cfg, via, err, errlen) != 0)
 				{
 					/* another node may have joined at the same moment */
-					fprintf(stderr, "paxosd: node %d: join failed, retrying: %s\n",
+					fprintf(stderr,
+							"paxosd: node %d: join failed, retrying: %s\n",
 							cfg->node_id, err);
 					db_put(local, 1);
 					local = NULL;

@@ -385,19 +385,17 @@ cv_to_json(const cv_view *view, const cfg_config *cfg)
 		const cv_peer *p = &view->peers[i];
 
 		json_array_append_new(
-			peers, json_pack("{s:o, s:s, s:b, s:s, s:o}", "node_id",
-							 p->node_id ? json_integer(p->node_id)
-										: json_null(),
-							 "connection_string", p->connstr, "reachable",
-							 p->reachable, "last_contact", p->last_contact,
-							 "lag_rounds", json_round(p->lag)));
+			peers,
+			json_pack("{s:o, s:s, s:b, s:s, s:o}", "node_id",
+					  p->node_id ? json_integer(p->node_id) : json_null(),
+					  "connection_string", p->connstr, "reachable",
+					  p->reachable, "last_contact", p->last_contact,
+					  "lag_rounds", json_round(p->lag)));
 	}
-	return json_pack("{s:s, s:o, s:s, s:I, s:o, s:o}", "group", cfg->group,
-					 "leader_id",
-					 view->leader_id ? json_integer(view->leader_id)
-									 : json_null(),
-					 "source",
-					 view->native ? "paxos_node_status" : "fallback",
-					 "refreshed_ms", (json_int_t) view->refreshed_ms, "nodes",
-					 nodes, "peers", peers);
+	return json_pack(
+		"{s:s, s:o, s:s, s:I, s:o, s:o}", "group", cfg->group, "leader_id",
+		view->leader_id ? json_integer(view->leader_id) : json_null(),
+		"source", view->native ? "paxos_node_status" : "fallback",
+		"refreshed_ms", (json_int_t) view->refreshed_ms, "nodes", nodes,
+		"peers", peers);
 }

@@ -15,20 +15,20 @@
 typedef struct cv_node
 {
 	int id;
-	int up;					/* its PostgreSQL answered */
-	int member;				/* it is in the group */
-	char role[16];			/* leader, follower, candidate, offline */
-	int leader_id;			/* whom it names leader; 0 if unknown */
-	long long ballot;		/* -1 if unknown */
-	long long decided;		/* -1 if unknown */
-	long long applied;		/* -1 if unknown */
-	long long lag;			/* rounds behind the most decided; -1 unknown */
+	int up;            /* its PostgreSQL answered */
+	int member;        /* it is in the group */
+	char role[16];     /* leader, follower, candidate, offline */
+	int leader_id;     /* whom it names leader; 0 if unknown */
+	long long ballot;  /* -1 if unknown */
+	long long decided; /* -1 if unknown */
+	long long applied; /* -1 if unknown */
+	long long lag;     /* rounds behind the most decided; -1 unknown */
 	char error[160];
 } cv_node;
 
 typedef struct cv_peer
 {
-	int node_id;			/* 0 if the connection string is none of ours */
+	int node_id; /* 0 if the connection string is none of ours */
 	char connstr[200];
 	int reachable;
 	char last_contact[40];
@@ -39,13 +39,13 @@ typedef struct cv_view
 {
 	int nnodes;
 	cv_node nodes[CFG_MAX_NODES];
-	int leader_id;			/* 0: no leader known */
-	int native;				/* 1: from paxos_node_status(), 0: fallback */
-	int npeers;				/* from paxos_peer_status() of this node */
+	int leader_id; /* 0: no leader known */
+	int native;    /* 1: from paxos_node_status(), 0: fallback */
+	int npeers;    /* from paxos_peer_status() of this node */
 	cv_peer peers[CFG_MAX_NODES];
 	long long max_decided;
-	long long refreshed_ms;	/* CLOCK_REALTIME of the refresh, ms */
-	long long generation;	/* counts refreshes */
+	long long refreshed_ms; /* CLOCK_REALTIME of the refresh, ms */
+	long long generation;   /* counts refreshes */
 } cv_view;
 
 /* cv_start launches the refresher thread. */

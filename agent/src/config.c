@@ -51,8 +51,8 @@ cfg_defaults(cfg_config *cfg)
 
 /* copy_str copies value into a fixed buffer, refusing what does not fit. */
 static int
-copy_str(char *dst, size_t size, const char *key, const char *value,
-		 char *err, size_t errlen)
+copy_str(char *dst, size_t size, const char *key, const char *value, char *err,
+		 size_t errlen)
 {
 	if (strlen(value) >= size)
 		return cfg_fail(err, errlen, "%s: value longer than %zu bytes", key,
@@ -145,11 +145,11 @@ cfg_set(cfg_config *cfg, const char *key, const char *value, char *err,
 		return copy_str(cfg->http_addr, sizeof(cfg->http_addr), key, value,
 						err, errlen);
 	if (strcmp(key, "admin_token") == 0)
-		return copy_str(cfg->admin_token, sizeof(cfg->admin_token), key,
-						value, err, errlen);
+		return copy_str(cfg->admin_token, sizeof(cfg->admin_token), key, value,
+						err, errlen);
 	if (strcmp(key, "admin_token_file") == 0)
-		return copy_str(admin_token_file, sizeof(admin_token_file), key,
-						value, err, errlen);
+		return copy_str(admin_token_file, sizeof(admin_token_file), key, value,
+						err, errlen);
 	if (strcmp(key, "open_middleware_admin") == 0)
 	{
 		if (strcmp(value, "auto") != 0 && strcmp(value, "yes") != 0 &&
@@ -161,7 +161,8 @@ cfg_set(cfg_config *cfg, const char *key, const char *value, char *err,
 	}
 	if (strcmp(key, "fast_initdb") == 0)
 	{
-		cfg->fast_initdb = strcmp(value, "yes") == 0 || strcmp(value, "1") == 0;
+		cfg->fast_initdb =
+			strcmp(value, "yes") == 0 || strcmp(value, "1") == 0;
 		return 0;
 	}
 	if (strcmp(key, "max_body") == 0)
@@ -225,8 +226,7 @@ cfg_load_file(cfg_config *cfg, const char *path, char *err, size_t errlen)
  * random one there (0600) when the file does not exist.
  */
 static int
-load_or_make_token(cfg_config *cfg, const char *path, char *err,
-				   size_t errlen)
+load_or_make_token(cfg_config *cfg, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	unsigned char raw[16];
@@ -284,10 +284,11 @@ cfg_finish(cfg_config *cfg, char *err, size_t errlen)
 	if (cfg->data_dir[0] != '/')
 		return cfg_fail(err, errlen, "data_dir must be an absolute path");
 	if (cfg_self(cfg) == NULL)
-		return cfg_fail(err, errlen,
-						"no \"node = %d HOST PG_PORT HTTP_PORT\" line for this "
-						"node",
-						cfg->node_id);
+		return cfg_fail(
+			err, errlen,
+			"no \"node = %d HOST PG_PORT HTTP_PORT\" line for this "
+			"node",
+			cfg->node_id);
 	if (strcmp(open_admin_setting, "auto") == 0)
 		cfg->open_middleware_admin = is_loopback(cfg->http_addr);
 	else

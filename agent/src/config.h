@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #define CFG_MAX_NODES 9
-#define CFG_STR 256
+#define CFG_STR       256
 
 /* One member of the cluster as every agent knows it. */
 typedef struct cfg_node
@@ -23,15 +23,15 @@ typedef struct cfg_node
 
 typedef struct cfg_config
 {
-	int node_id;					/* this node, 1..CFG_MAX_NODES */
-	char data_dir[CFG_STR];			/* node directory; PGDATA is data_dir/data */
-	char pg_bindir[CFG_STR];		/* initdb, pg_ctl */
-	char group[64];					/* Paxos group to create or join */
-	char http_addr[64];				/* listen address, 127.0.0.1 by default */
-	char admin_token[CFG_STR];		/* bearer token of the admin endpoints */
-	int open_middleware_admin;		/* /down_leader/ /up_node/ without token */
-	int fast_initdb;				/* initdb --no-sync (tests) */
-	size_t max_body;				/* largest request body accepted */
+	int node_id;               /* this node, 1..CFG_MAX_NODES */
+	char data_dir[CFG_STR];    /* node directory; PGDATA is data_dir/data */
+	char pg_bindir[CFG_STR];   /* initdb, pg_ctl */
+	char group[64];            /* Paxos group to create or join */
+	char http_addr[64];        /* listen address, 127.0.0.1 by default */
+	char admin_token[CFG_STR]; /* bearer token of the admin endpoints */
+	int open_middleware_admin; /* /down_leader/ /up_node/ without token */
+	int fast_initdb;           /* initdb --no-sync (tests) */
+	size_t max_body;           /* largest request body accepted */
 	int nnodes;
 	cfg_node nodes[CFG_MAX_NODES];
 } cfg_config;
@@ -44,8 +44,7 @@ int cfg_set(cfg_config *cfg, const char *key, const char *value, char *err,
 			size_t errlen);
 
 /* cfg_load_file applies every "key = value" line of a file. */
-int cfg_load_file(cfg_config *cfg, const char *path, char *err,
-				  size_t errlen);
+int cfg_load_file(cfg_config *cfg, const char *path, char *err, size_t errlen);
 
 /* cfg_finish checks the whole and derives what is left unset. */
 int cfg_finish(cfg_config *cfg, char *err, size_t errlen);

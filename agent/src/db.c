@@ -91,8 +91,7 @@ db_close_all(void)
 }
 
 PGconn *
-db_connect_node(const cfg_node *node, int timeout_s, char *err,
-				size_t errlen)
+db_connect_node(const cfg_node *node, int timeout_s, char *err, size_t errlen)
 {
 	char base[300], conninfo[512];
 	PGconn *conn;
@@ -116,8 +115,8 @@ PGresult *
 db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
 		char *err, size_t errlen, char *sqlstate)
 {
-	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL,
-								 0);
+	PGresult *res =
+		PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
 
 	if (sqlstate != NULL)

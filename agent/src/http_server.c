@@ -196,8 +196,8 @@ dispatch(const http_request *req, http_response *resp)
 		}
 	}
 	if (path_known)
-		http_reply_error(resp, 405, "method %s not allowed on %s",
-						 req->method, req->path);
+		http_reply_error(resp, 405, "method %s not allowed on %s", req->method,
+						 req->path);
 	else
 		http_reply_error(resp, 404, "no such endpoint: %s (see /api/help)",
 						 req->path);

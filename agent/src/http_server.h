@@ -18,8 +18,8 @@ struct MHD_Connection;
 typedef struct http_request
 {
 	const char *method;
-	const char *path;			/* without a trailing '/', "/" for the root */
-	const char *body;			/* NULL if none */
+	const char *path; /* without a trailing '/', "/" for the root */
+	const char *body; /* NULL if none */
 	size_t body_len;
 	struct MHD_Connection *conn;
 	const cfg_config *cfg;
@@ -28,7 +28,7 @@ typedef struct http_request
 typedef struct http_response
 {
 	int status;
-	char *body;					/* malloc'd, owned by the response */
+	char *body; /* malloc'd, owned by the response */
 	size_t len;
 	const char *content_type;
 } http_response;

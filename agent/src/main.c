@@ -38,25 +38,27 @@ on_signal(int sig)
 static void
 usage(FILE *out)
 {
-	fprintf(out,
-			"usage: paxosd [-c FILE] [--key=value ...]\n"
-			"\n"
-			"Keys (in FILE as \"key = value\", or as flags):\n"
-			"  node_id          this node's id (1-%d)\n"
-			"  node             \"ID HOST PG_PORT HTTP_PORT\", once per member\n"
-			"  data_dir         node directory (PostgreSQL data in data_dir/data)\n"
-			"  group            Paxos group (default demo)\n"
-			"  http_addr        listen address (default 127.0.0.1)\n"
-			"  admin_token      bearer token of admin endpoints\n"
-			"  admin_token_file where to read or create it (default "
-			"data_dir/admin_token)\n"
-			"  open_middleware_admin  auto|yes|no: /down_leader/ and /up_node/ "
-			"without token\n"
-			"  pg_bindir        PostgreSQL programs\n"
-			"  max_body         largest request body in bytes (default 65536)\n"
-			"  fast_initdb      yes: initdb --no-sync (tests)\n"
-			"See docs/agent-api.md.\n",
-			CFG_MAX_NODES);
+	fprintf(
+		out,
+		"usage: paxosd [-c FILE] [--key=value ...]\n"
+		"\n"
+		"Keys (in FILE as \"key = value\", or as flags):\n"
+		"  node_id          this node's id (1-%d)\n"
+		"  node             \"ID HOST PG_PORT HTTP_PORT\", once per member\n"
+		"  data_dir         node directory (PostgreSQL data in "
+		"data_dir/data)\n"
+		"  group            Paxos group (default demo)\n"
+		"  http_addr        listen address (default 127.0.0.1)\n"
+		"  admin_token      bearer token of admin endpoints\n"
+		"  admin_token_file where to read or create it (default "
+		"data_dir/admin_token)\n"
+		"  open_middleware_admin  auto|yes|no: /down_leader/ and /up_node/ "
+		"without token\n"
+		"  pg_bindir        PostgreSQL programs\n"
+		"  max_body         largest request body in bytes (default 65536)\n"
+		"  fast_initdb      yes: initdb --no-sync (tests)\n"
+		"See docs/agent-api.md.\n",
+		CFG_MAX_NODES);
 }
 
 /* parse_args loads -c FILE first, then applies every --key=value. */

@@ -15,8 +15,8 @@
 #include "cluster_view.h"
 
 /* HTTP statuses counted one by one; anything else lands in "other" */
-static const int http_codes[] = {200, 400, 401, 403, 404, 405, 409,
-								 413, 500, 501, 503};
+static const int http_codes[] = {200, 400, 401, 403, 404, 405,
+								 409, 413, 500, 501, 503};
 #define NCODES (sizeof(http_codes) / sizeof(http_codes[0]))
 
 static atomic_llong commits, aborts, reads, leader_changes;
@@ -80,8 +80,7 @@ met_set_view(const struct cv_view *view, int self_id)
 }
 
 /* appendf appends to buf at *off, never past len. */
-static void
-appendf(char *buf, size_t len, size_t *off, const char *fmt, ...)
+static void appendf(char *buf, size_t len, size_t *off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 static void
@@ -135,8 +134,9 @@ met_render(char *buf, size_t len)
 			snprintf(code, sizeof(code), "%d", http_codes[i]);
 		else
 			snprintf(code, sizeof(code), "other");
-		appendf(buf, len, &off, "paxosd_http_requests_total{code=\"%s\"} %lld\n",
-				code, (long long) atomic_load(&http_by_code[i]));
+		appendf(buf, len, &off,
+				"paxosd_http_requests_total{code=\"%s\"} %lld\n", code,
+				(long long) atomic_load(&http_by_code[i]));
 	}
 	pthread_mutex_lock(&gauge_lock);
 	appendf(buf, len, &off,

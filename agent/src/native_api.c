@@ -207,7 +207,7 @@ api_admin_switchover(const http_request *req, http_response *resp)
 	else if (rc != 0)
 		http_reply_error(resp, 503, "%s", err);
 	else
-		http_reply_json(resp, 200,
-						json_pack("{s:i, s:i}", "status", 200,
-								  "target_node_id", target));
+		http_reply_json(
+			resp, 200,
+			json_pack("{s:i, s:i}", "status", 200, "target_node_id", target));
 }

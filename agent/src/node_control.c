@@ -18,7 +18,7 @@
 #include "db.h"
 #include "pg_node.h"
 
-#define FAILOVER_WAIT_MS 10000
+#define FAILOVER_WAIT_MS   10000
 #define CATCH_UP_TIMEOUT_S 60
 
 static pthread_mutex_t admin_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -26,7 +26,6 @@ int nc_up(const cfg_config *cfg, char *err, size_t errlen);
 
 /* nc_switchover asks the extension to hand leadership to target (needs
  * paxos_switchover); -2 when the extension lacks it. */
-int nc_switchover(const cfg_config *cfg, int target, char *err,
-				  size_t errlen);
+int nc_switchover(const cfg_config *cfg, int target, char *err, size_t errlen);
 
 #endif

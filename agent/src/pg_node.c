@@ -178,8 +178,8 @@ pgn_prepare(const cfg_config *cfg, char *err, size_t errlen)
 	snprintf(version, sizeof(version), "%s/PG_VERSION", data);
 	if (stat(version, &st) != 0)
 	{
-		char *argv[] = {initdb, "-D", data, "-U", "postgres", "-A", "trust",
-						"-E", "UTF8", "--locale=C", NULL, NULL};
+		char *argv[] = {initdb,  "-D", data,   "-U",         "postgres", "-A",
+						"trust", "-E", "UTF8", "--locale=C", NULL,       NULL};
 
 		snprintf(initdb, sizeof(initdb), "%s/initdb", cfg->pg_bindir);
 		snprintf(log, sizeof(log), "%s/initdb.log", cfg->data_dir);

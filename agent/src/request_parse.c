@@ -23,11 +23,10 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static json_t *load_object(const char *body, size_t len, char *err,
 						   size_t errlen);
-static json_t *get_transaction(json_t *root, const char **allowed,
-							   char *err, size_t errlen);
+static json_t *get_transaction(json_t *root, const char **allowed, char *err,
+							   size_t errlen);
 static int parse_read_set(json_t *set, rq_txn *txn, char *err, size_t errlen);
-static int parse_write_set(json_t *set, rq_txn *txn, char *err,
-						   size_t errlen);
+static int parse_write_set(json_t *set, rq_txn *txn, char *err, size_t errlen);
 static int int4_from_json(json_t *v, int32_t *out);
 static int int4_from_key(const char *key, int32_t *out);
 static void add_read(rq_txn *txn, int32_t account);
@@ -299,8 +298,10 @@ rq_parse_commit(const char *body, size_t len, rq_txn *txn, char *err,
 		return -1;
 	if ((t = get_transaction(root, allowed, err, errlen)) == NULL)
 		goto done;
-	if (parse_read_set(json_object_get(t, "read_set"), txn, err, errlen) != 0 ||
-		parse_write_set(json_object_get(t, "write_set"), txn, err, errlen) != 0)
+	if (parse_read_set(json_object_get(t, "read_set"), txn, err, errlen) !=
+			0 ||
+		parse_write_set(json_object_get(t, "write_set"), txn, err, errlen) !=
+			0)
 		goto done;
 	ts = json_object_get(t, "time_stamp");
 	if (ts != NULL && !json_is_null(ts))
@@ -352,8 +353,9 @@ parse_number(const char *text, size_t len, size_t *pos, int32_t *out,
 	if (neg)
 		v = -v;
 	if (v < INT32_MIN || v > INT32_MAX)
-		return fail(err, errlen, "position %zu: number out of range (%d to %d)",
-					start + 1, INT32_MIN, INT32_MAX);
+		return fail(err, errlen,
+					"position %zu: number out of range (%d to %d)", start + 1,
+					INT32_MIN, INT32_MAX);
 	while (p < len && (text[p] == ' ' || text[p] == '\t'))
 		p++;
 	*out = (int32_t) v;
@@ -367,8 +369,8 @@ expect(const char *text, size_t len, size_t *pos, char c, const char *what,
 	   char *err, size_t errlen)
 {
 	if (*pos >= len || text[*pos] != c)
-		return fail(err, errlen, "position %zu: '%c' expected %s", *pos + 1,
-					c, what);
+		return fail(err, errlen, "position %zu: '%c' expected %s", *pos + 1, c,
+					what);
 	(*pos)++;
 	return 0;
 }
@@ -397,8 +399,7 @@ rq_parse_txn_text(const char *text, size_t len, rq_txn *txn, char *err,
 						"position %zu: unexpected '%c'; write operations "
 						"like r(1) to read account 1 and w(2=30) to set "
 						"account 2 to 30",
-						pos + 1,
-						isprint((unsigned char) op) ? op : '?');
+						pos + 1, isprint((unsigned char) op) ? op : '?');
 		pos++;
 		if (expect(text, len, &pos, '(', "after r or w", err, errlen) != 0 ||
 			parse_number(text, len, &pos, &account, err, errlen) != 0)
@@ -432,8 +433,8 @@ rq_parse_txn_text(const char *text, size_t len, rq_txn *txn, char *err,
 }
 
 int
-rq_parse_txn_text_request(const char *body, size_t len, rq_txn *txn,
-						  char *err, size_t errlen)
+rq_parse_txn_text_request(const char *body, size_t len, rq_txn *txn, char *err,
+						  size_t errlen)
 {
 	json_t *root, *text;
 	const char *key;

@@ -49,7 +49,8 @@ int_array(const int32_t *vals, int n, size_t stride)
 	*p++ = '{';
 	for (i = 0; i < n; i++)
 	{
-		const int32_t *v = (const int32_t *) ((const char *) vals + i * stride);
+		const int32_t *v =
+			(const int32_t *) ((const char *) vals + i * stride);
 
 		p += sprintf(p, "%s%d", i ? "," : "", *v);
 	}
@@ -101,8 +102,7 @@ tx_read(PGconn *conn, const rq_txn *txn, json_t **data, long long *ts,
 	for (i = 0; i < PQntuples(res); i++)
 		json_array_append_new(
 			*data,
-			json_pack("[[I, I], o]",
-					  (json_int_t) atoll(PQgetvalue(res, i, 0)),
+			json_pack("[[I, I], o]", (json_int_t) atoll(PQgetvalue(res, i, 0)),
 					  (json_int_t) atoll(PQgetvalue(res, i, 1)),
 					  PQgetisnull(res, i, 2)
 						  ? json_null()
@@ -148,10 +148,10 @@ tx_commit(PGconn *conn, const rq_txn *txn, char *msg, size_t msglen)
 	if ((o = step(conn, "BEGIN", 0, NULL, NULL, msg, msglen)) != TX_COMMIT)
 		return o;
 	reads = int_array(txn->reads, txn->nreads, sizeof(int32_t));
-	accounts = int_array(&txn->writes[0].account, txn->nwrites,
-						 sizeof(rq_write));
-	balances = int_array(&txn->writes[0].balance, txn->nwrites,
-						 sizeof(rq_write));
+	accounts =
+		int_array(&txn->writes[0].account, txn->nwrites, sizeof(rq_write));
+	balances =
+		int_array(&txn->writes[0].balance, txn->nwrites, sizeof(rq_write));
 	if (reads == NULL || accounts == NULL || balances == NULL)
 	{
 		PQclear(PQexec(conn, "ROLLBACK"));

@@ -16,9 +16,9 @@
 typedef enum tx_outcome
 {
 	TX_COMMIT,
-	TX_ABORT,			/* validation or certification failed: retry */
-	TX_UNAVAILABLE,		/* the node or a majority is unreachable (503) */
-	TX_ERROR			/* anything else (500) */
+	TX_ABORT,       /* validation or certification failed: retry */
+	TX_UNAVAILABLE, /* the node or a majority is unreachable (503) */
+	TX_ERROR        /* anything else (500) */
 } tx_outcome;
 
 /* tx_now_ns: the wall clock in nanoseconds, the unit of every timestamp */

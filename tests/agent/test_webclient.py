@@ -68,6 +68,7 @@ def test_transaction_and_cluster_view(agents, browser):
 
 def test_down_and_up_buttons(agents, browser):
     b = browser
+    agents.wait_members(30)           # no node shown offline from before
     leader = agents.leader()
     victim = agents[leader % 3]           # a follower
     b.open(agents[0].url + '/#token=' + agents.token)
@@ -75,6 +76,8 @@ def test_down_and_up_buttons(agents, browser):
     try:
         b.eval('document.querySelector("#node-%d button").click()'
                % victim.id)
+        b.wait_for('document.getElementById("adminmsg").innerText'
+                   '.includes("is down")', timeout=60)
         b.wait_for('document.querySelector("#node-%d").innerText'
                    '.includes("offline")' % victim.id, timeout=60)
         assert not victim.postgres_running()
