@@ -4,6 +4,7 @@ paxosd's native API: status, text transactions, metrics, paxosctl.
 
 import re
 import subprocess
+import time
 
 import agentcluster
 
@@ -106,7 +107,10 @@ def test_switchover_reports_what_the_extension_offers(agents):
                         "'paxos_switchover(text,integer)') IS NOT NULL")
     if has[0][0]:
         assert r.status == 200
-        assert agents.leader() == 2
+        end = time.monotonic() + 15
+        while agents.leader() != 2:
+            assert time.monotonic() < end, 'node 2 did not become leader'
+            time.sleep(0.2)
     else:
         assert r.status == 501
         assert 'paxos_switchover' in r.json['error']
