@@ -1,7 +1,9 @@
 # Makefile - top level of pg_paxos
 #
-#   make            check Debian packages, build core/ and extension/
+#   make            check Debian packages, build core/, extension/ and agent/
 #   make install    install the extension into the PostgreSQL of $(PG_CONFIG)
+#                   (paxosd and paxosctl run from agent/build/)
+#   make fuzz       fuzz the agent's request parsers for 5 minutes
 #   make test       deps, build, install, then every test tier; the last
 #                   line is "N passed, N failed"
 #   make demo       start a local 3-node cluster (scripts/demo.sh)
@@ -24,10 +26,10 @@ BENCH_ARGS ?=
 BENCH_BANK_ARGS ?=
 BENCH_FAILOVER_ARGS ?=
 
-.PHONY: all deps core extension install test demo demo-stop bench \
-	bench-bank bench-failover clean
+.PHONY: all deps core extension agent install test demo demo-stop bench \
+	bench-bank bench-failover fuzz clean
 
-all: deps core extension
+all: deps core extension agent
 
 deps:
 	@scripts/install-deps.sh
@@ -43,6 +45,14 @@ core: deps
 # keeps the two from writing the same objects at once under make -j.
 extension: deps core
 	$(MAKE) -C extension
+
+# paxosd and paxosctl (agent/Makefile); tests and the demo run them from
+# agent/build/, so installing them elsewhere is optional
+agent: deps
+	$(MAKE) -C agent PG_CONFIG=$(PG_CONFIG)
+
+fuzz: deps
+	$(MAKE) -C agent fuzz
 
 install: all
 	$(MAKE) -C extension install
@@ -67,8 +77,9 @@ bench-bank: install
 	$(PYTHON) bench/pgbench_bank.py $(BENCH_BANK_ARGS)
 
 clean:
-	@for d in core extension tests/unit; do \
+	@for d in core extension agent tests/unit; do \
 		if [ -f $$d/Makefile ]; then $(MAKE) -C $$d clean || exit 1; fi; \
 	done
 	rm -rf tests/cluster/__pycache__ bench/__pycache__ .pytest_cache \
-		tests/cluster/.pytest_cache
+		tests/cluster/.pytest_cache tests/agent/__pycache__ \
+		tests/agent/artifacts

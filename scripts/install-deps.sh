@@ -19,6 +19,10 @@ PACKAGES=(
 	python3-psycopg2
 	libmicrohttpd-dev
 	libjansson-dev
+	clang
+	libclang-rt-14-dev
+	chromium
+	curl
 )
 
 missing=()

@@ -2,12 +2,16 @@
 #
 # tests/run_all.sh - run every test tier and print one summary line
 #
-#   tests/run_all.sh [unit] [regress] [cluster]     (default: all three)
+#   tests/run_all.sh [unit] [regress] [cluster] [agent] [fuzz]  (default: all)
 #
 # Tiers:
 #   unit     make -C tests/unit check      (cmocka: "[  PASSED  ] N test(s).")
 #   regress  tests/regress/run.sh          (pg_regress: "N passed, N failed")
 #   cluster  pytest tests/cluster          (multi-node: "N passed, N failed")
+#   agent    pytest tests/agent            (paxosd agents over real nodes,
+#                                           and a headless Chromium)
+#   fuzz     make -C agent fuzz-smoke      (libFuzzer on the request parsers,
+#                                           25 s: 1 passed or 1 failed)
 #
 # Expects the extension to be built and installed (make test does that).
 # A tier is skipped, loudly, only while it has no tests at all; once it has
@@ -98,15 +102,16 @@ tier_regress() {
 	fi
 }
 
-tier_cluster() {
-	local dir=$ROOT/tests/cluster log=$LOGDIR/cluster.log rc line
+# pytest_tier NAME DIR TITLE: run pytest on DIR and record its counts.
+pytest_tier() {
+	local name=$1 dir=$ROOT/$2 log=$LOGDIR/$1.log rc line
 	if ! compgen -G "$dir/test_*.py" >/dev/null; then
-		skip cluster "no tests in tests/cluster"
+		skip "$name" "no tests in $2"
 		return
 	fi
-	banner "multi-node tests (pytest)"
+	banner "$3"
 	(cd "$ROOT" && "$PYTHON" -m pytest -v -rfE -p no:cacheprovider \
-		--durations=5 tests/cluster) 2>&1 | tee "$log"
+		--durations=5 "$2") 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	# The final "=== 3 passed, 1 failed, 1 error in 12.3s ===" line.
 	line=$(grep -E '^=+ .* in [0-9.]+s' "$log" | tail -n 1)
@@ -117,19 +122,36 @@ tier_cluster() {
 	passed=${passed:-0}
 	failed=$((${failed:-0} + ${errors:-0}))
 	if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-		echo "cluster: pytest exited with status $rc"
+		echo "$name: pytest exited with status $rc"
 		failed=1
 	fi
-	record cluster "$passed" "$failed"
+	record "$name" "$passed" "$failed"
+}
+
+tier_cluster() {
+	pytest_tier cluster tests/cluster "multi-node tests (pytest)"
+}
+
+tier_agent() {
+	pytest_tier agent tests/agent "agent tests: paxosd, web client (pytest)"
+}
+
+tier_fuzz() {
+	banner "fuzzing the agent's request parsers (libFuzzer)"
+	if "$MAKE" --no-print-directory -C "$ROOT/agent" fuzz-smoke; then
+		record fuzz 1 0
+	else
+		record fuzz 0 1
+	fi
 }
 
 tiers=("$@")
-[ ${#tiers[@]} -eq 0 ] && tiers=(unit regress cluster)
+[ ${#tiers[@]} -eq 0 ] && tiers=(unit regress cluster agent fuzz)
 for t in "${tiers[@]}"; do
 	case $t in
-	unit | regress | cluster) "tier_$t" ;;
+	unit | regress | cluster | agent | fuzz) "tier_$t" ;;
 	*)
-		echo "unknown tier: $t (unit, regress, cluster)" >&2
+		echo "unknown tier: $t (unit, regress, cluster, agent, fuzz)" >&2
 		exit 2
 		;;
 	esac
