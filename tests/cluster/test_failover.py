@@ -179,3 +179,39 @@ def test_frozen_leader(cluster_factory):
     # the thawed node learned that it no longer leads
     assert wait_leader(cluster) in survivors
     assert node_status(leader)['role'] == 'follower'
+
+
+def test_add_and_remove_node(cluster_factory):
+    """A 4th node joins while the workload runs (copying the tables and the
+    certification state from a snapshot), reads the same total, then
+    leaves again; the workload never stops."""
+    cluster = cluster_factory(4, SETTINGS)
+    extra = cluster.nodes.pop()             # not in the group yet
+    try:
+        bank.setup(cluster)
+        wait_leader(cluster)
+        seen = {}
+
+        def join_and_leave():
+            extra.sql(bank.DDL)
+            extra.sql('SELECT paxos_join_group(%s, %s, %s)',
+                      (bank.GROUP, cluster[1].connstr, extra.connstr))
+            members = cluster[0].scalar(
+                'SELECT count(*) FROM pgp_metadata.host WHERE group_id = %s '
+                'AND max_round_num IS NULL', (bank.GROUP,))
+            seen['members'] = members
+            time.sleep(2)
+            seen['total'] = extra.scalar('SELECT sum(balance) FROM bank_balance')
+            seen['status'] = node_status(extra)
+            extra.sql('SELECT paxos_leave_group(%s)', (bank.GROUP,))
+
+        bank.run(cluster, DURATION, fault=join_and_leave, fault_at=DURATION / 4)
+        assert seen['members'] == 4
+        assert seen['total'] == bank.TOTAL
+        assert seen['status']['role'] == 'follower', seen['status']
+        left = cluster[0].scalar(
+            'SELECT count(*) FROM pgp_metadata.host WHERE group_id = %s '
+            'AND max_round_num IS NULL', (bank.GROUP,))
+        assert left == 3
+    finally:
+        cluster.nodes.append(extra)
