@@ -290,6 +290,7 @@ typedef struct PaxosBatchResult
 	int			index;			/* position in the round's batch */
 	int64		conflict;		/* -1: committed */
 	char		error[256];
+	char		txn_id[160];	/* the id it went under (submit.c) */
 } PaxosBatchResult;
 
 typedef struct PaxosBatchTicket

@@ -88,6 +88,17 @@ CREATE TABLE pgp_metadata.outcome (
 CREATE INDEX ON pgp_metadata.outcome (group_id, txn_id) WHERE txn_id IS NOT NULL;
 
 /*
+ * Transactions of this node whose changes its own local commit holds: the
+ * applier finds them here and does not apply them again.  Written in the
+ * origin's commit, deleted by the applier; never copied between nodes.
+ */
+CREATE TABLE pgp_metadata.local_commit (
+	group_id text NOT NULL,
+	txn_id text NOT NULL,
+	PRIMARY KEY (group_id, txn_id)
+);
+
+/*
  * Transactions whose origin lost its leader before it knew whether their
  * entry was chosen: the origin appended a cancellation, and an entry of
  * such a transaction that comes later in the log fails certification.

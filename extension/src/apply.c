@@ -5,12 +5,12 @@
  *    tables that start being replicated), in the background and before a
  *    strong read.
  *
- * A round is applied at most once on a node: a transaction's origin marks
- * its round applied in the local transaction that holds its changes
- * (capture.c), and the applier claims a round with the same row before it
- * applies it, so the two never both apply one round.  group's
- * last_applied_round is the applier's cursor: every round up to it is
- * applied (rounds above may be, by their origin).  Applying and advancing
+ * An entry is applied at most once on a node: a transaction's origin
+ * records, in the local commit that holds its changes, that it did
+ * (pgp_metadata.local_commit, capture.c); the applier, which goes through
+ * every entry in log order, waits for a local origin's transaction to end
+ * and skips the entry if that row is there.  group's last_applied_round is
+ * the applier's cursor: every round up to it is applied.  Applying and advancing
  * the cursor commit together, so a crash at any instant leaves a state the
  * applier resumes from.  If a change cannot be applied (a row missing, a
  * constraint violated), the applier stops at that round and says so
@@ -59,13 +59,14 @@ typedef struct ApplyCollector
 } ApplyCollector;
 
 static void ApplyChangesAsReplica(const char *group_id, int64 round, const char *entry);
-static void WaitForLocalOrigin(const char *entry);
+static bool WaitForLocalOrigin(const char *group_id, const char *entry);
 static bool LockApplier(const char *group_id, bool wait_briefly);
 static void RememberExclusiveTables(const char *entry);
 static void ClaimAndApply(const char *group_id, int64 round, int index, const char *entry);
 static void ClaimAndApplyRound(const char *group_id, int64 round, const char *value);
 static bool TryApplyExclusive(const char *group_id, int64 round, const char *value);
 static bool OnApplied(void *arg, int host, PGresult *res, const char *error);
+static int64 CertifiedUpTo(const char *group_id);
 
 /*
  * NeedsExclusiveLock tells whether applying an entry takes a table's
@@ -106,6 +107,32 @@ LockApplier(const char *group_id, bool wait_briefly)
 }
 
 /*
+ * CertifiedUpTo is the highest round certified here (-1: none): rounds up
+ * to it need no call to the certifier.
+ */
+static int64
+CertifiedUpTo(const char *group_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	int64		result = -1;
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(group_id);
+	if (SPI_execute_plan(PaxosKeptPlan(&plan,
+									   "SELECT round_num FROM pgp_metadata.outcome WHERE group_id = $1"
+									   " ORDER BY round_num DESC LIMIT 1", 1, types),
+						 values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: could not find the certified rounds");
+	if (SPI_processed == 1)
+		result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return result;
+}
+
+/*
  * PaxosApplyUpTo applies every round of a group up to max_round on this
  * node, in the current transaction (certifying and learning them first, in
  * transactions of their own), and returns the last round applied.  A round
@@ -137,6 +164,7 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 	if (group.last_applied_round >= max_round)
 		return group.last_applied_round;
 
+	if (CertifiedUpTo(group_id) < max_round)
 	{
 		int			n;
 
@@ -198,21 +226,34 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 
 /*
  * WaitForLocalOrigin waits, for an entry this node originated, until the
- * originating transaction has ended: between its certification and its
- * local commit the round is about to be applied by that transaction, and
- * the applier must neither apply it too nor deadlock with it.
+ * originating transaction has ended (until then it may still commit the
+ * changes itself, and the applier must neither apply them too nor deadlock
+ * with it); true if its commit holds the changes.
  */
-static void
-WaitForLocalOrigin(const char *entry)
+static bool
+WaitForLocalOrigin(const char *group_id, const char *entry)
 {
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
 	PaxosEntry	e;
 
 	PaxosParseEntry(entry, &e);
 	if (e.origin == NULL || strcmp(e.origin, PaxosOriginId()) != 0 ||
-		!TransactionIdIsValid(e.xid))
-		return;
+		!TransactionIdIsValid(e.xid) || e.id == NULL)
+		return false;
 	if (TransactionIdIsInProgress(e.xid))
 		XactLockTableWait(e.xid, NULL, NULL, XLTW_None);
+
+	/* its commit left this row if it holds the changes (capture.c) */
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = CStringGetTextDatum(e.id);
+	if (SPI_execute_plan(PaxosKeptPlan(&plan,
+									   "DELETE FROM pgp_metadata.local_commit"
+									   " WHERE group_id = $1 AND txn_id = $2", 2, types),
+						 values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "pg_paxos: could not look up transaction %s", e.id);
+	return SPI_processed == 1;
 }
 
 /*
@@ -225,8 +266,8 @@ ClaimAndApply(const char *group_id, int64 round, int index, const char *entry)
 	static SPIPlanPtr plan = NULL;
 	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
 	Datum		values[3];
+	bool		applied_by_origin = WaitForLocalOrigin(group_id, entry);
 
-	WaitForLocalOrigin(entry);
 	values[0] = CStringGetTextDatum(group_id);
 	values[1] = Int64GetDatum(round);
 	values[2] = Int32GetDatum(index);
@@ -236,7 +277,7 @@ ClaimAndApply(const char *group_id, int64 round, int index, const char *entry)
 									   " AND committed AND NOT applied", 3, types),
 						 values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "pg_paxos: could not claim round " INT64_FORMAT, round);
-	if (SPI_processed == 1)
+	if (SPI_processed == 1 && !applied_by_origin)
 		ApplyChangesAsReplica(group_id, round, entry);
 }
 

@@ -263,8 +263,8 @@ paxos_capture_trigger(PG_FUNCTION_ARGS)
 
 /*
  * CommitChanges puts the transaction's entry in the log (submit.c), and
- * either marks it applied here (the local commit that follows holds the
- * changes) or raises a serialization failure.
+ * either records it as applied by the local commit that follows, or
+ * raises a serialization failure.
  */
 static void
 CommitChanges(void)
@@ -275,9 +275,8 @@ CommitChanges(void)
 	char	   *txn_id;
 	PaxosBatchResult result;
 	static SPIPlanPtr mark_plan = NULL;
-	static SPIPlanPtr cursor_plan = NULL;
-	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
-	Datum		values[3];
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "\"x\":" INT64_FORMAT ",\"xid\":%u,\"origin\":",
@@ -317,35 +316,24 @@ CommitChanges(void)
 						   result.round, result.conflict, txn_x),
 				 errhint("The transaction might succeed if retried.")));
 
-	/* the local commit that follows applies the entry here */
+	/*
+	 * The local commit that follows holds the changes: say so in it, for
+	 * the applier, which will not apply the entry again.  That commit need
+	 * not wait for its WAL flush: the entry is durable in the log, and if a
+	 * crash loses the commit it loses this row with it, and the applier
+	 * applies the entry from the log instead.
+	 */
 	values[0] = CStringGetTextDatum(txn_group);
-	values[1] = Int64GetDatum(result.round);
-	values[2] = Int32GetDatum(result.index);
+	values[1] = CStringGetTextDatum(result.txn_id);
 	SPI_connect();
 	if (SPI_execute_plan(PaxosKeptPlan(&mark_plan,
-									   "UPDATE pgp_metadata.outcome SET applied = true"
-									   " WHERE group_id = $1 AND round_num = $2 AND entry_index = $3 AND committed",
-									   3, types),
-						 values, NULL, false, 0) != SPI_OK_UPDATE ||
-		SPI_processed != 1)
-		elog(ERROR, "pg_paxos: round " INT64_FORMAT " has no committed outcome", result.round);
-
-	/*
-	 * If every earlier round is applied here, and every other transaction
-	 * of this one, so is this round: move the applied cursor, so that this
-	 * node's next transaction is based on it (its x) and does not conflict
-	 * with its own predecessor.
-	 */
-	if (SPI_execute_plan(PaxosKeptPlan(&cursor_plan,
-									   "UPDATE pgp_metadata.\"group\" g SET last_applied_round = $2"
-									   " WHERE group_id = $1 AND last_applied_round = $2 - 1"
-									   " AND NOT EXISTS (SELECT 1 FROM pgp_metadata.outcome o"
-									   "  WHERE o.group_id = $1 AND o.round_num = $2"
-									   "  AND o.entry_index <> $3 AND o.committed AND NOT o.applied)",
-									   3, types),
-						 values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "pg_paxos: could not move the applied cursor");
+									   "INSERT INTO pgp_metadata.local_commit (group_id, txn_id)"
+									   " VALUES ($1, $2)", 2, types),
+						 values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pg_paxos: could not record transaction %s", result.txn_id);
 	SPI_finish();
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }
 
 /*

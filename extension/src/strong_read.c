@@ -160,9 +160,9 @@ SyncGroups(List *groups, bool may_apply_here)
 
 /*
  * StrongExecutorStart covers what parse analysis does not see: a prepared
- * statement executed again (extended protocol, EXECUTE).  A read of
- * replicated tables that was not caught up for this statement is caught
- * up now; under READ COMMITTED it then gets a new snapshot, taken after
+ * statement executed again (extended protocol, EXECUTE).  A statement on
+ * replicated tables that was not caught up is caught up now (a write only
+ * up to a TRUNCATE or DDL round, as at parse analysis); under READ COMMITTED it then gets a new snapshot, taken after
  * (under REPEATABLE READ the transaction's first snapshot is the read).
  */
 static void
@@ -171,7 +171,6 @@ StrongExecutorStart(QueryDesc *queryDesc, int eflags)
 	if (PaxosConsistencyModel == PAXOS_CONSISTENCY_STRONG && !PaxosApplying &&
 		!strong_read_active && IsTransactionState() && !IsParallelWorker() &&
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 &&
-		queryDesc->operation == CMD_SELECT &&
 		synced_statement != GetCurrentStatementStartTimestamp() &&
 		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
 	{
@@ -189,7 +188,8 @@ StrongExecutorStart(QueryDesc *queryDesc, int eflags)
 		}
 		if (groups != NIL)
 		{
-			SyncGroups(groups, true);
+			/* a write has its target table locked already: see PaxosSyncGroup */
+			SyncGroups(groups, queryDesc->operation == CMD_SELECT);
 			if (!IsolationUsesXactSnapshot() && queryDesc->snapshot != NULL)
 			{
 				Snapshot	fresh = RegisterSnapshot(GetTransactionSnapshot());
