@@ -88,9 +88,10 @@ CREATE TABLE pgp_metadata.outcome (
 CREATE INDEX ON pgp_metadata.outcome (group_id, txn_id) WHERE txn_id IS NOT NULL;
 
 /*
- * Transactions of this node whose changes its own local commit holds: the
- * applier finds them here and does not apply them again.  Written in the
- * origin's commit, deleted by the applier; never copied between nodes.
+ * Transactions whose changes this node's tables hold already, though its
+ * applier has not passed them yet: written in the origin's local commit
+ * (and copied with the tables when a node joins); the applier skips them
+ * and deletes the row.
  */
 CREATE TABLE pgp_metadata.local_commit (
 	group_id text NOT NULL,

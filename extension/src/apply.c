@@ -228,7 +228,7 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
  * WaitForLocalOrigin waits, for an entry this node originated, until the
  * originating transaction has ended (until then it may still commit the
  * changes itself, and the applier must neither apply them too nor deadlock
- * with it); true if its commit holds the changes.
+ * with it); true if this node's data already holds the changes.
  */
 static bool
 WaitForLocalOrigin(const char *group_id, const char *entry)
@@ -239,13 +239,17 @@ WaitForLocalOrigin(const char *group_id, const char *entry)
 	PaxosEntry	e;
 
 	PaxosParseEntry(entry, &e);
-	if (e.origin == NULL || strcmp(e.origin, PaxosOriginId()) != 0 ||
-		!TransactionIdIsValid(e.xid) || e.id == NULL)
+	if (e.id == NULL)
 		return false;
-	if (TransactionIdIsInProgress(e.xid))
+	if (e.origin != NULL && strcmp(e.origin, PaxosOriginId()) == 0 &&
+		TransactionIdIsValid(e.xid) && TransactionIdIsInProgress(e.xid))
 		XactLockTableWait(e.xid, NULL, NULL, XLTW_None);
 
-	/* its commit left this row if it holds the changes (capture.c) */
+	/*
+	 * Its commit left this row if it holds the changes (capture.c); so did
+	 * the snapshot this node copied when it joined, for the transactions
+	 * its data already held.
+	 */
 	values[0] = CStringGetTextDatum(group_id);
 	values[1] = CStringGetTextDatum(e.id);
 	if (SPI_execute_plan(PaxosKeptPlan(&plan,

@@ -318,10 +318,11 @@ CommitChanges(void)
 
 	/*
 	 * The local commit that follows holds the changes: say so in it, for
-	 * the applier, which will not apply the entry again.  That commit need
-	 * not wait for its WAL flush: the entry is durable in the log, and if a
-	 * crash loses the commit it loses this row with it, and the applier
-	 * applies the entry from the log instead.
+	 * the applier, which will not apply the entry again (if a crash loses
+	 * the commit, it loses this row with it, and the applier applies the
+	 * entry from the log instead).  The commit still waits for its WAL
+	 * flush as configured: the transaction may have written tables that
+	 * are not replicated.
 	 */
 	values[0] = CStringGetTextDatum(txn_group);
 	values[1] = CStringGetTextDatum(result.txn_id);
@@ -332,8 +333,6 @@ CommitChanges(void)
 						 values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "pg_paxos: could not record transaction %s", result.txn_id);
 	SPI_finish();
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }
 
 /*

@@ -114,6 +114,25 @@ PaxosProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	bool		is_drop = false;
 	const char *group_id = NULL;
 
+	if (!PaxosApplying && IsTransactionState() &&
+		IsA(pstmt->utilityStmt, TruncateStmt) &&
+		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	{
+		/*
+		 * TRUNCATE is captured by the trigger, but conflicts with every
+		 * write to its table as DDL does: base it on the latest round too.
+		 */
+		ListCell   *lc;
+
+		foreach(lc, ((TruncateStmt *) pstmt->utilityStmt)->relations)
+		{
+			Oid			relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+			const char *truncated = OidIsValid(relid) ? PaxosReplicatedGroup(relid) : NULL;
+
+			if (truncated != NULL)
+				PaxosSyncGroup(truncated, true);
+		}
+	}
 	if (!PaxosApplying && IsTransactionState())
 	{
 		Oid			relid = ReplicatedTarget(pstmt->utilityStmt, &is_drop);

@@ -358,6 +358,8 @@ PaxosCopyReplicatedTables(PGconn *conn, const char *group_id, const char *displa
 	CopyMetadataRows(conn, group_id, display, "outcome");
 	CopyMetadataRows(conn, group_id, display, "cert_key");
 	CopyMetadataRows(conn, group_id, display, "cancelled_txn");
+	/* transactions the copied tables hold but the peer has not passed yet */
+	CopyMetadataRows(conn, group_id, display, "local_commit");
 
 	res = PaxosRemoteQuery(conn, "SELECT table_oid::text FROM pgp_metadata.replicated_tables"
 						   " WHERE group_id = $1", group_id, display);

@@ -29,6 +29,9 @@ SELECT v->'check' AS check_keys, v->'write' AS write_keys,
 FROM (SELECT value::jsonb->0 v FROM pgp_metadata.round
       WHERE group_id = 'rep' AND value_id LIKE 'pg_paxos:txn:%'
       ORDER BY round_num DESC LIMIT 1) e;
+-- applied here: by the local commit, which the applier (here a strong
+-- read's catch-up) finds in pgp_metadata.local_commit
+SELECT count(*) > 0 AS caught_up FROM accounts;
 SELECT o.committed, o.conflict_round, o.applied
 FROM pgp_metadata.outcome o
 WHERE o.group_id = 'rep' ORDER BY round_num DESC LIMIT 1;
