@@ -196,8 +196,8 @@ PaxosCopySnapshot(const char *group_id, const char *source, int64 needed)
 	PG_END_TRY();
 	if (copied)
 		ereport(LOG,
-				(errmsg("pg_paxos: group \"%s\": copied a snapshot from node %s at round " INT64_FORMAT ": this node needed round " INT64_FORMAT ", which its peers have compacted",
-						group_id, display, point.applied, needed),
+				(errmsg("pg_paxos: group \"%s\": copied a snapshot of round " INT64_FORMAT " from \"%s\": this node needed round " INT64_FORMAT ", which its peers have compacted",
+						group_id, point.applied, display, needed),
 				 errdetail("The log here now starts at round " INT64_FORMAT "; applying resumes after round " INT64_FORMAT ".",
 						   point.log_start, point.applied)));
 	return copied;
