@@ -9,7 +9,8 @@
  * that wrote each key).  Every round gets a row in pgp_metadata.outcome
  * (committed or not, the conflicting round, whether it is applied here),
  * so a node can restart at any instant: certification resumes after the
- * highest certified round, and applying never waits for anything but the
+ * highest certified round (or the last compacted one, whose outcome rows
+ * are gone: compaction.c), and applying never waits for anything but the
  * certification of the rounds it applies.
  *
  * Certification runs in a transaction of its own on the node's acceptor

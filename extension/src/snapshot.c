@@ -153,7 +153,8 @@ PaxosAwaitSnapshot(const char *group_id)
 		PaxosLeaderUnlock();
 
 		if ((heard || (v != NULL && v->npeers == 0) ||
-			 TimestampDifferenceExceeds(PgStartTime, start, 4 * PaxosLeaderTimeoutMs)) &&
+			 TimestampDifferenceExceeds(PgStartTime, GetCurrentTimestamp(),
+										4 * PaxosLeaderTimeoutMs)) &&
 			(!behind || !PaxosSnapshotNeeded(group_id, &source, &needed)))
 			return;
 		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), PaxosTimeoutMs))

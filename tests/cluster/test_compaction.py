@@ -7,10 +7,11 @@ and that no acknowledged transfer is lost).
   rounds below what every member applied, and its acceptor refuses them
   from then on; paxos_decided_rounds says they are compacted.
 - Policy: a member that is down holds compaction at its last applied round
-  for pg_paxos.compaction_member_timeout; after that the others compact
-  past it, and when it comes back it copies a snapshot from a peer by
-  itself (its server log says so), keeping its acceptor state of later
-  rounds, and ends identical.
+  for pg_paxos.compaction_member_timeout: back within it, it learns what
+  it missed from the log; after it, the others compact past it, and when
+  it comes back it copies a snapshot from a peer by itself (its server log
+  says so), keeping its acceptor state of later rounds, and ends
+  identical.
 """
 
 import time
@@ -184,3 +185,27 @@ def test_down_node_holds_compaction_then_copies_snapshot(cluster_factory):
              'WHERE account_number = 4')
     checks.wait_tables_identical(cluster.nodes, bank.TABLES)
     checks.assert_tables_identical(cluster.nodes, bank.TABLES)
+
+
+def test_node_back_within_member_timeout_learns_from_the_log(cluster_factory):
+    settings = dict(SETTINGS)
+    settings['pg_paxos.compaction_member_timeout'] = 60000
+    cluster = cluster_factory(3, settings)
+    bank.setup(cluster)
+    down = cluster[1]
+
+    def stop_wait_start():
+        applied, _ = group_state(down)
+        down.stop()
+        time.sleep(4)
+        for n in (cluster[0], cluster[2]):
+            _, below = group_state(n)
+            assert below <= applied + 1 - RETENTION + SLACK, \
+                '%s compacted below round %d while %s, stopped at round ' \
+                '%d, was away for less than the member timeout' \
+                % (n.name, below, down.name, applied)
+        down.start()
+
+    bank.run(cluster, duration=10, fault=stop_wait_start, fault_at=2,
+             faulty=(down.index,))
+    assert 'copied a snapshot' not in open(down.logfile).read()
