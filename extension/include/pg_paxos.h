@@ -13,6 +13,8 @@
  *    multi_paxos.c      the log: append, apply, max round
  *    learner.c          learning rounds this node missed
  *    worker.c           background worker: learns and applies by itself
+ *    compaction.c       truncating the log below what every member applied
+ *    snapshot.c         copying a peer's snapshot when the log is gone
  *    replicate.c        which tables are replicated; paxos_replicate_table
  *    capture.c          row changes of a transaction -> one log entry
  *    conflict_keys.c    the conflict keys of captured changes
@@ -47,6 +49,9 @@ extern int	PaxosRpcTimeoutMs;
 extern int	PaxosTimeoutMs;
 extern char *PaxosDatabase;
 extern int	PaxosLearnIntervalMs;
+extern int	PaxosLogRetention;
+extern int	PaxosCompactionIntervalMs;
+extern int	PaxosCompactionMemberTimeoutMs;
 
 extern char *PaxosTextArg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern char *PaxosTextArgOrNull(FunctionCallInfo fcinfo, int argno);
@@ -107,6 +112,7 @@ typedef struct GroupInfo
 	char	   *own_connection_string;
 	int64		last_applied_round;
 	int64		config_round;
+	int64		compacted_below;	/* the log here starts at this round */
 } GroupInfo;
 
 extern bool GroupLoad(const char *group_id, GroupInfo *group);
@@ -117,6 +123,19 @@ extern void MembershipApplyChosen(const char *group_id, int64 round,
 								  px_value value);
 extern PGresult *PaxosRemoteQuery(PGconn *conn, const char *sql, const char *param,
 								  const char *display);
+extern PGconn *PaxosConnectOrError(const char *connstr, const char *message,
+								   const char *hint);
+extern void PaxosCheckNotCompacted(const GroupInfo *group, int64 round);
+
+/* ---- compaction.c, snapshot.c ----------------------------------------- */
+
+extern void PaxosCompactGroup(const char *group_id);
+extern int64 PaxosPeersCompactedBelow(const char *group_id);
+extern bool PaxosSnapshotNeeded(const char *group_id, char **source,
+								int64 *needed);
+extern bool PaxosCopySnapshot(const char *group_id, const char *source,
+							  int64 needed);
+extern void PaxosAwaitSnapshot(const char *group_id);
 
 /* ---- peer_connection.c ------------------------------------------------ */
 
@@ -237,7 +256,9 @@ extern const char *PaxosReplicatedGroup(Oid relid);
 extern void PaxosStartReplicating(const char *group_id, const char *table);
 extern void PaxosForgetDroppedTables(void);
 extern void PaxosCopyReplicatedTables(PGconn *conn, const char *group_id,
-									  const char *display);
+									  const char *display, bool replace);
+extern void PaxosCopyMetadataRows(PGconn *conn, const char *group_id,
+								  const char *display, const char *table);
 extern void PaxosInitCapture(void);
 extern const char *PaxosOriginId(void);
 extern void PaxosAddRowKeys(Relation rel, const char *relname, HeapTuple tuple,
@@ -329,8 +350,10 @@ typedef struct PeerView
 	char		node_id[PAXOS_NODE_ID_MAX];
 	bool		reachable;
 	TimestampTz last_contact;
+	TimestampTz since;			/* when this node started heartbeating it */
 	int64		decided;
 	int64		applied;
+	int64		compacted_below;	/* its log starts there */
 } PeerView;
 
 /* What this node knows of one group, shared by its processes. */
@@ -348,6 +371,7 @@ typedef struct GroupView
 	uint64		leader_changes;
 	int64		decided;		/* highest round decided here */
 	int64		applied;		/* applied cursor here */
+	int64		compacted_below;	/* the log here starts there */
 	int			npeers;
 	PeerView	peers[PX_MAX_HOSTS];
 } GroupView;
@@ -363,7 +387,8 @@ extern PeerView *PaxosFindPeer(GroupView *v, const char *connstr);
 extern void PaxosLeaderLock(bool exclusive);
 extern void PaxosLeaderUnlock(void);
 extern void PaxosNotePeer(const char *group_id, const char *connstr,
-						  const char *node_id, int64 decided, int64 applied);
+						  const char *node_id, int64 decided, int64 applied,
+						  int64 compacted_below);
 extern int64 PaxosStandForLeader(const char *group_id, const char *why);
 extern Size PaxosLeaderShmemSize(void);
 extern void PaxosLeaderShmemInit(void);

@@ -17,13 +17,16 @@ REVOKE ALL ON SCHEMA pgp_metadata FROM PUBLIC;
 /*
  * A Paxos group this node belongs to.  last_applied_round is the last round
  * paxos_apply_log executed; config_round is the round of the newest
- * membership change this node has learned.
+ * membership change this node has learned; the log here starts at
+ * compacted_below (rounds below it were chosen, applied by every member
+ * and deleted: see compaction.c).
  */
 CREATE TABLE pgp_metadata."group" (
 	group_id text NOT NULL,
 	last_applied_round bigint NOT NULL DEFAULT -1,
 	own_connection_string text NOT NULL,
 	config_round bigint NOT NULL DEFAULT 0,
+	compacted_below bigint NOT NULL DEFAULT 0,
 	PRIMARY KEY (group_id)
 );
 
@@ -298,12 +301,14 @@ CREATE FUNCTION paxos_heartbeat(
 	leader_connection text,
 	decided_round bigint,
 	applied_round bigint,
+	compacted_below bigint,
 	OUT node_id text,
 	OUT leader_round bigint,
 	OUT leader_node text,
 	OUT leader_connection text,
 	OUT decided_round bigint,
-	OUT applied_round bigint)
+	OUT applied_round bigint,
+	OUT compacted_below bigint)
 RETURNS record
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_heartbeat';

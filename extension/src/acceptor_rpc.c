@@ -47,7 +47,7 @@ static Datum TextOrNull(const char *s, bool *isnull);
 static void PromiseToDatums(const px_promise *reply, int64 max_round,
 							int64 config_round, Datum *values, bool *nulls);
 static void LearnPiggybacked(FunctionCallInfo fcinfo, int argno,
-							 const char *group_id, const px_ballot *ballot);
+							 const GroupInfo *group, const px_ballot *ballot);
 static bool LearnOwnStep(px_acceptor_state *st, void *arg);
 
 /*
@@ -126,10 +126,11 @@ PromiseToDatums(const px_promise *reply, int64 max_round, int64 config_round,
  * request: round learned_round_num was chosen under ballot
  * (learned_proposal_num, the same proposer).  A ballot carries one value
  * only, so an acceptor that accepted that very ballot there knows the
- * chosen value; one that did not learns the round later, on demand.
+ * chosen value; one that did not learns the round later, on demand.  A
+ * round compacted here meanwhile needs no learning.
  */
 static void
-LearnPiggybacked(FunctionCallInfo fcinfo, int argno, const char *group_id,
+LearnPiggybacked(FunctionCallInfo fcinfo, int argno, const GroupInfo *group,
 				 const px_ballot *ballot)
 {
 	px_acceptor_state st;
@@ -140,8 +141,10 @@ LearnPiggybacked(FunctionCallInfo fcinfo, int argno, const char *group_id,
 		return;
 	round = PG_GETARG_INT64(argno);
 	PaxosCheckRoundNumber(round, "learned_round_num");
+	if (round < group->compacted_below)
+		return;
 	px_ballot_set(&learned, PG_GETARG_INT64(argno + 1), ballot->proposer);
-	RoundStoreStep(group_id, round, LearnOwnStep, &learned, &st);
+	RoundStoreStep(group->group_id, round, LearnOwnStep, &learned, &st);
 }
 
 /* LearnOwnStep is the learn step of LearnPiggybacked. */
@@ -183,7 +186,7 @@ paxos_request_prepare(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
-	LearnPiggybacked(fcinfo, 4, group_id, &pa.ballot);
+	LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
 	RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
 	max_round = RoundStoreMaxRound(group_id, true);
 
@@ -227,7 +230,7 @@ paxos_request_accept(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
-	LearnPiggybacked(fcinfo, 6, group_id, &aa.ballot);
+	LearnPiggybacked(fcinfo, 6, &group, &aa.ballot);
 	RoundStoreStep(group_id, round, AcceptStep, &aa, &st);
 	prepare_next = prepare_next && aa.reply.accepted && round < PG_INT64_MAX;
 	if (prepare_next)
@@ -262,7 +265,7 @@ paxos_request_accept(PG_FUNCTION_ARGS)
  * this ballot.  Learning can always be redone from the acceptors, so an
  * ordinary entry is committed without waiting for the WAL flush; a
  * membership change is flushed, because the next change relies on a
- * majority knowing it.
+ * majority knowing it.  A round compacted here is known already.
  */
 Datum
 paxos_confirm_consensus(PG_FUNCTION_ARGS)
@@ -271,6 +274,7 @@ paxos_confirm_consensus(PG_FUNCTION_ARGS)
 	char	   *group_id;
 	int64		round;
 	px_value	value;
+	GroupInfo	group;
 
 	BallotFromArgs(fcinfo, &ballot, &group_id, &round);
 	value.id = PaxosTextArg(fcinfo, 4, "accepted_value_id");
@@ -281,7 +285,9 @@ paxos_confirm_consensus(PG_FUNCTION_ARGS)
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 
 	SPI_connect();
-	RoundStoreLearn(group_id, round, &ballot, value);
+	GroupLoadOrError(group_id, &group);
+	if (round >= group.compacted_below)
+		RoundStoreLearn(group_id, round, &ballot, value);
 	SPI_finish();
 
 	PG_RETURN_BOOL(true);
@@ -309,7 +315,9 @@ paxos_max_accepted_round(PG_FUNCTION_ARGS)
 
 /*
  * paxos_decided_rounds returns the decided entries in [from, to], at most
- * 1000 per call, for a node that catches up.
+ * 1000 per call, for a node that catches up.  Asked for rounds compacted
+ * here, it says so with an error, instead of answering with nothing: the
+ * node asking must copy a snapshot.
  */
 Datum
 paxos_decided_rounds(PG_FUNCTION_ARGS)
@@ -326,6 +334,7 @@ paxos_decided_rounds(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
+	PaxosCheckNotCompacted(&group, from_round);
 	n = RoundStoreDecidedIn(group_id, from_round, to_round, 1000);
 	for (i = 0; i < n; i++)
 	{

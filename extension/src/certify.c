@@ -9,7 +9,8 @@
  * that wrote each key).  Every round gets a row in pgp_metadata.outcome
  * (committed or not, the conflicting round, whether it is applied here),
  * so a node can restart at any instant: certification resumes after the
- * highest certified round, and applying never waits for anything but the
+ * highest certified round (or the last compacted one, whose outcome rows
+ * are gone: compaction.c), and applying never waits for anything but the
  * certification of the rounds it applies.
  *
  * Certification runs in a transaction of its own on the node's acceptor
@@ -280,14 +281,17 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 	(void) PaxosLockGroup(PAXOS_CERTIFY_LOCK, group_id, false, true);
 	SPI_connect();
 	values[0] = CStringGetTextDatum(group_id);
+	/* compacted rounds were applied here, so certified: start after them */
 	if (SPI_execute_plan(PaxosKeptPlan(&cursor_plan,
-									   "SELECT round_num FROM pgp_metadata.outcome WHERE group_id = $1"
-									   " ORDER BY round_num DESC LIMIT 1",
+									   "SELECT greatest((SELECT round_num FROM pgp_metadata.outcome"
+									   "  WHERE group_id = $1 ORDER BY round_num DESC LIMIT 1),"
+									   " (SELECT compacted_below - 1 FROM pgp_metadata.\"group\""
+									   "  WHERE group_id = $1))",
 									   1, types),
-						 values, NULL, false, 1) != SPI_OK_SELECT)
+						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pg_paxos: could not find the certified rounds");
-	cursor = SPI_processed == 0 ? -1 :
-		DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	cursor = isnull ? -1 : DatumGetInt64(d);
 	SPI_finish();
 
 	if (cursor < max_round)

@@ -92,6 +92,7 @@ PaxosGroupView(const char *group_id, bool create)
 	strlcpy(free_view->group_id, group_id, PAXOS_GROUP_ID_MAX);
 	free_view->leader_round = -1;
 	free_view->decided = free_view->applied = -1;
+	free_view->compacted_below = 0;
 	return free_view;
 }
 
@@ -227,6 +228,7 @@ PaxosFindPeer(GroupView *v, const char *connstr)
 	memset(&v->peers[v->npeers], 0, sizeof(PeerView));
 	strlcpy(v->peers[v->npeers].connstr, connstr, PAXOS_CONNSTR_MAX);
 	v->peers[v->npeers].decided = v->peers[v->npeers].applied = -1;
+	v->peers[v->npeers].since = GetCurrentTimestamp();
 	return &v->peers[v->npeers++];
 }
 
@@ -236,7 +238,7 @@ PaxosFindPeer(GroupView *v, const char *connstr)
  */
 void
 PaxosNotePeer(const char *group_id, const char *connstr, const char *node_id,
-			  int64 decided, int64 applied)
+			  int64 decided, int64 applied, int64 compacted_below)
 {
 	GroupView  *v;
 	PeerView   *p;
@@ -251,6 +253,7 @@ PaxosNotePeer(const char *group_id, const char *connstr, const char *node_id,
 		strlcpy(p->node_id, node_id, PAXOS_NODE_ID_MAX);
 		p->decided = decided;
 		p->applied = applied;
+		p->compacted_below = compacted_below;
 		if (v->leader_round >= 0 && strcmp(v->leader_conn, connstr) == 0)
 			v->leader_contact = now;
 	}
@@ -259,8 +262,8 @@ PaxosNotePeer(const char *group_id, const char *connstr, const char *node_id,
 
 /*
  * paxos_heartbeat (RPC between leader workers): the sender says who it is,
- * what it knows of the leader and how far it is; the answer is the same
- * about this node.
+ * what it knows of the leader, how far it is and where its log starts; the
+ * answer is the same about this node.
  */
 Datum
 paxos_heartbeat(PG_FUNCTION_ARGS)
@@ -273,9 +276,10 @@ paxos_heartbeat(PG_FUNCTION_ARGS)
 	char	   *leader_conn = PaxosTextArgOrNull(fcinfo, 5);
 	int64		decided = PaxosInt64Arg(fcinfo, 6, "decided_round");
 	int64		applied = PaxosInt64Arg(fcinfo, 7, "applied_round");
+	int64		compacted_below = PaxosInt64Arg(fcinfo, 8, "compacted_below");
 	TupleDesc	tupdesc;
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, false};
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
 	GroupView  *v;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -284,7 +288,7 @@ paxos_heartbeat(PG_FUNCTION_ARGS)
 	if (leader_round >= 0 && leader_node != NULL && leader_conn != NULL)
 		PaxosAdoptLeader(group_id, leader_round, leader_node, leader_conn,
 						 psprintf("heard from node %s", node_id));
-	PaxosNotePeer(group_id, connstr, node_id, decided, applied);
+	PaxosNotePeer(group_id, connstr, node_id, decided, applied, compacted_below);
 
 	PaxosLeaderLock(false);
 	v = PaxosGroupView(group_id, false);
@@ -299,6 +303,7 @@ paxos_heartbeat(PG_FUNCTION_ARGS)
 		nulls[2] = nulls[3] = true;
 	values[4] = Int64GetDatum(v ? v->decided : -1);
 	values[5] = Int64GetDatum(v ? v->applied : -1);
+	values[6] = Int64GetDatum(v ? v->compacted_below : 0);
 	PaxosLeaderUnlock();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
@@ -478,8 +483,18 @@ paxos_switchover(PG_FUNCTION_ARGS)
 				 errmsg("could not reach node \"%s\" (%s)", target, PaxosConnstrForDisplay(connstr)),
 				 errdetail_internal("%s", PaxosTrimMessage(msg))));
 	}
-	res = PaxosRemoteQuery(conn, psprintf("SELECT %s.paxos_become_leader($1)", PaxosExtensionSchema()),
-						   group_id, PaxosConnstrForDisplay(connstr));
+	PG_TRY();
+	{
+		res = PaxosRemoteQuery(conn, psprintf("SELECT %s.paxos_become_leader($1)",
+											  PaxosExtensionSchema()),
+							   group_id, PaxosConnstrForDisplay(connstr));
+	}
+	PG_CATCH();
+	{
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	round = strtoi64(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	PQfinish(conn);

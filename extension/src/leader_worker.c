@@ -48,6 +48,7 @@ typedef struct LeaderGroup
 	List	   *peers;			/* connection strings, without this node */
 	int64		decided;
 	int64		applied;
+	int64		compacted_below;
 	bool		failing;		/* last election failed (for logging) */
 } LeaderGroup;
 
@@ -105,12 +106,13 @@ LoadGroups(MemoryContext context)
 	}
 	SPI_connect();
 	if (SPI_execute("SELECT g.group_id, g.own_connection_string, g.last_applied_round,"
-					" (SELECT max(r.round_num) FROM pgp_metadata.round r"
-					"  WHERE r.group_id = g.group_id AND r.consensus),"
+					" greatest((SELECT max(r.round_num) FROM pgp_metadata.round r"
+					"  WHERE r.group_id = g.group_id AND r.consensus), g.compacted_below - 1),"
 					" (SELECT r.round_num || ' ' || r.value FROM pgp_metadata.round r"
 					"  WHERE r.group_id = g.group_id AND r.consensus"
 					"  AND r.value_id LIKE 'pg_paxos:leader:%'"
-					"  ORDER BY r.round_num DESC LIMIT 1)"
+					"  ORDER BY r.round_num DESC LIMIT 1),"
+					" g.compacted_below"
 					" FROM pgp_metadata.\"group\" g"
 					" WHERE EXISTS (SELECT 1 FROM pgp_metadata.replicated_tables t"
 					"  WHERE t.group_id = g.group_id)",
@@ -130,6 +132,7 @@ LoadGroups(MemoryContext context)
 		lg->own_connstr = pstrdup(SPI_getvalue(tup, desc, 2));
 		lg->applied = strtoi64(SPI_getvalue(tup, desc, 3), NULL, 10);
 		lg->decided = decided ? strtoi64(decided, NULL, 10) : -1;
+		lg->compacted_below = strtoi64(SPI_getvalue(tup, desc, 6), NULL, 10);
 		result = lappend(result, lg);
 		MemoryContextSwitchTo(old);
 
@@ -142,6 +145,7 @@ LoadGroups(MemoryContext context)
 				strlcpy(v->own_connstr, lg->own_connstr, PAXOS_CONNSTR_MAX);
 				v->decided = lg->decided;
 				v->applied = lg->applied;
+				v->compacted_below = lg->compacted_below;
 			}
 		}
 		PaxosLeaderUnlock();
@@ -194,7 +198,8 @@ OnHeartbeat(void *arg, int host, PGresult *res, const char *error)
 						 psprintf("heard from node %s", PQgetvalue(res, 0, 0)));
 	PaxosNotePeer(hc->group->group_id, connstr, PQgetvalue(res, 0, 0),
 				  strtoi64(PQgetvalue(res, 0, 4), NULL, 10),
-				  strtoi64(PQgetvalue(res, 0, 5), NULL, 10));
+				  strtoi64(PQgetvalue(res, 0, 5), NULL, 10),
+				  strtoi64(PQgetvalue(res, 0, 6), NULL, 10));
 	return false;
 }
 
@@ -207,10 +212,11 @@ Heartbeat(LeaderGroup *lg)
 	HeartbeatCollector hc;
 	FanoutStats stats;
 	PaxosLeaderInfo leader;
-	const char *params[8];
+	const char *params[9];
 	char		leader_round[32];
 	char		decided[32];
 	char		applied[32];
+	char		compacted[32];
 	int			i;
 
 	if (lg->peers == NIL)
@@ -233,17 +239,19 @@ Heartbeat(LeaderGroup *lg)
 	PaxosLeaderUnlock();
 	snprintf(decided, sizeof(decided), INT64_FORMAT, lg->decided);
 	snprintf(applied, sizeof(applied), INT64_FORMAT, lg->applied);
+	snprintf(compacted, sizeof(compacted), INT64_FORMAT, lg->compacted_below);
 	params[0] = lg->group_id;
 	params[1] = PaxosOwnNodeId();
 	params[2] = lg->own_connstr;
 	params[3] = leader_round;
 	params[6] = decided;
 	params[7] = applied;
+	params[8] = compacted;
 
 	hc.group = lg;
 	hc.peers = peers;
 	hc.answered = palloc0(sizeof(bool) * npeers);
-	FanoutCall(peers, npeers, RPC_HEARTBEAT, params, 8,
+	FanoutCall(peers, npeers, RPC_HEARTBEAT, params, 9,
 			   Max(PaxosHeartbeatIntervalMs, 20), OnHeartbeat, &hc, &stats);
 
 	/* who did not answer is unreachable for now */

@@ -5,6 +5,9 @@
  *    rounds), and run Paxos with a no-op for rounds nobody reports as
  *    chosen, where phase 1 finds any value that may have been chosen.
  *
+ * Rounds a node's peers have compacted cannot be learned from them: the
+ * node needs a snapshot (snapshot.c), and learning says so.
+ *
  * Locking rule: a transaction that wrote round rows must never wait on an
  * RPC to its own node's acceptor, which would wait for those row locks until
  * the RPC timed out.  So a node that is a member of the rounds it learns has
@@ -217,6 +220,14 @@ PaxosLearnLog(const char *group_id, int64 from_round, int64 max_round)
 		SPI_connect();
 		nmissing = RoundStoreUndecidedIn(group_id, missing[0], last, missing, LEARN_BATCH);
 		SPI_finish();
+		if (nmissing > 0 && missing[0] < PaxosPeersCompactedBelow(group_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("this node needs round " INT64_FORMAT " of paxos group \"%s\", which its peers have compacted",
+							missing[0], group_id),
+					 errdetail("Its peers keep the log from round " INT64_FORMAT " on.",
+							   PaxosPeersCompactedBelow(group_id)),
+					 errhint("The background worker copies a snapshot of the group from a peer; retry once the server log says it has.")));
 		for (i = 0; i < nmissing; i++)
 		{
 			PaxosOutcome outcome;

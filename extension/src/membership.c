@@ -29,8 +29,6 @@ PG_FUNCTION_INFO_V1(paxos_create_group);
 PG_FUNCTION_INFO_V1(paxos_join_group);
 PG_FUNCTION_INFO_V1(paxos_leave_group);
 
-static PGconn *ConnectOrError(const char *connstr, const char *message,
-							  const char *hint);
 static void CheckGroupName(const char *group_id);
 static void CheckConnstr(const char *connstr, const char *argname);
 static void CheckConnstrReachesSelf(const char *connstr, const char *argname);
@@ -38,6 +36,8 @@ static void ExecOrError(const char *sql, int nargs, Oid *types, Datum *values,
 						const char *nulls, int expected);
 static void CopyGroupFromPeer(const char *group_id, const char *existing,
 							  const char *own);
+static void CopyGroupRows(PGconn *conn, const char *group_id, const char *display,
+						  const char *own);
 static void DeleteGroupLocally(const char *group_id);
 
 /* GroupLoad reads a group's row; false if this node has no such group. */
@@ -56,7 +56,7 @@ GroupLoad(const char *group_id, GroupInfo *group)
 		Oid			types[1] = {TEXTOID};
 
 		plan = SPI_prepare("SELECT group_id, own_connection_string,"
-						   " last_applied_round, config_round"
+						   " last_applied_round, config_round, compacted_below"
 						   " FROM pgp_metadata.\"group\" WHERE group_id = $1",
 						   1, types);
 		if (plan == NULL || SPI_keepplan(plan) != 0)
@@ -75,6 +75,7 @@ GroupLoad(const char *group_id, GroupInfo *group)
 	group->own_connection_string = SPI_getvalue(tuple, desc, 2);
 	group->last_applied_round = DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
 	group->config_round = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
+	group->compacted_below = DatumGetInt64(SPI_getbinval(tuple, desc, 5, &isnull));
 	return true;
 }
 
@@ -88,6 +89,26 @@ GroupLoadOrError(const char *group_id, GroupInfo *group)
 				 errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("paxos group \"%s\" does not exist on this node", group_id),
 				 errhint("Create it with paxos_create_group or join it with paxos_join_group.")));
+}
+
+/*
+ * PaxosCheckNotCompacted refuses to act on a round this node has compacted
+ * away: it was chosen and applied by every member, and an acceptor that no
+ * longer has its state must never take part in it again, or a second value
+ * could be chosen there.
+ */
+void
+PaxosCheckNotCompacted(const GroupInfo *group, int64 round)
+{
+	if (round < group->compacted_below)
+		ereport(ERROR,
+				(errhidestmt(true),
+				 errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("round " INT64_FORMAT " of paxos group \"%s\" is compacted on this node",
+						round, group->group_id),
+				 errdetail("The log here starts at round " INT64_FORMAT "; every member had applied the rounds before it.",
+						   group->compacted_below),
+				 errhint("A node that still needs them copies a snapshot of the group from a peer (its background worker does so by itself).")));
 }
 
 /* GroupHostsForRound lists the connection strings of the members of a round. */
@@ -185,11 +206,11 @@ MembershipApplyChosen(const char *group_id, int64 round, px_value value)
 }
 
 /*
- * ConnectOrError opens a plain (blocking) libpq connection for a one-off
+ * PaxosConnectOrError opens a plain (blocking) libpq connection for a one-off
  * conversation, or raises `message` with libpq's reason and `hint`.
  */
-static PGconn *
-ConnectOrError(const char *connstr, const char *message, const char *hint)
+PGconn *
+PaxosConnectOrError(const char *connstr, const char *message, const char *hint)
 {
 	const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
 	const char *vals[] = {psprintf("%d", Max(2, PaxosRpcTimeoutMs / 1000)),
@@ -258,7 +279,7 @@ CheckConnstrReachesSelf(const char *connstr, const char *argname)
 	char	   *local_id;
 	int			ret;
 
-	conn = ConnectOrError(connstr,
+	conn = PaxosConnectOrError(connstr,
 						  psprintf("could not connect to this node through %s \"%s\"",
 								   argname, PaxosConnstrForDisplay(connstr)),
 						  "Other nodes use this connection string to reach this node: it must work from every node.");
@@ -335,7 +356,8 @@ paxos_create_group(PG_FUNCTION_ARGS)
 
 /*
  * PaxosRemoteQuery runs one query on a plain libpq connection and returns its
- * tuples, or raises the remote error (closing the connection first).
+ * tuples, or raises the remote error.  The caller owns the connection and
+ * closes it in PG_CATCH too (see CopyGroupFromPeer).
  */
 PGresult *
 PaxosRemoteQuery(PGconn *conn, const char *sql, const char *param, const char *display)
@@ -350,11 +372,10 @@ PaxosRemoteQuery(PGconn *conn, const char *sql, const char *param, const char *d
 		char	   *msg = PaxosTrimMessage(PQresultErrorMessage(res));
 
 		PQclear(res);
-		PQfinish(conn);
 		ereport(ERROR,
 				(errhidestmt(true),
 				 errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("query on the existing node failed: %s", msg),
+				 errmsg("query on another node failed: %s", msg),
 				 errdetail("The node is \"%s\".", display)));
 	}
 	return res;
@@ -371,23 +392,41 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 {
 	char	   *display = PaxosConnstrForDisplay(existing);
 	PGconn	   *conn;
+
+	conn = PaxosConnectOrError(existing,
+							   psprintf("could not connect to the existing node \"%s\"", display),
+							   "Pass the connection string of a current member of the group.");
+	PG_TRY();
+	{
+		PQclear(PaxosRemoteQuery(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+								 NULL, display));
+		CopyGroupRows(conn, group_id, display, own);
+		PQclear(PaxosRemoteQuery(conn, "COMMIT", NULL, display));
+	}
+	PG_CATCH();
+	{
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	PQfinish(conn);
+}
+
+/* CopyGroupRows is CopyGroupFromPeer's work, in the peer's transaction. */
+static void
+CopyGroupRows(PGconn *conn, const char *group_id, const char *display, const char *own)
+{
 	PGresult   *res;
 	int			i;
 	Oid			types[7] = {TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[7];
 	char		nulls[7];
 
-	conn = ConnectOrError(existing,
-						  psprintf("could not connect to the existing node \"%s\"", display),
-						  "Pass the connection string of a current member of the group.");
-
-	PQclear(PaxosRemoteQuery(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, display));
-	res = PaxosRemoteQuery(conn, "SELECT last_applied_round, config_round FROM pgp_metadata.\"group\""
-					  " WHERE group_id = $1", group_id, display);
+	res = PaxosRemoteQuery(conn, "SELECT last_applied_round, config_round, compacted_below"
+						   " FROM pgp_metadata.\"group\" WHERE group_id = $1", group_id, display);
 	if (PQntuples(res) != 1)
 	{
 		PQclear(res);
-		PQfinish(conn);
 		ereport(ERROR,
 				(errhidestmt(true),
 				 errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -399,13 +438,16 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 	values[1] = Int64GetDatum(strtoi64(PQgetvalue(res, 0, 0), NULL, 10));
 	values[2] = Int64GetDatum(strtoi64(PQgetvalue(res, 0, 1), NULL, 10));
 	values[3] = CStringGetTextDatum(own);
+	values[4] = Int64GetDatum(strtoi64(PQgetvalue(res, 0, 2), NULL, 10));
 	PQclear(res);
 	{
-		Oid			gtypes[4] = {TEXTOID, INT8OID, INT8OID, TEXTOID};
+		Oid			gtypes[5] = {TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID};
 
+		/* the log starts where the existing member's does */
 		ExecOrError("INSERT INTO pgp_metadata.\"group\" (group_id, last_applied_round,"
-					" config_round, own_connection_string) VALUES ($1, $2, $3, $4)",
-					4, gtypes, values, NULL, SPI_OK_INSERT);
+					" config_round, own_connection_string, compacted_below)"
+					" VALUES ($1, $2, $3, $4, $5)",
+					5, gtypes, values, NULL, SPI_OK_INSERT);
 	}
 
 	res = PaxosRemoteQuery(conn, "SELECT connection_string, min_round_num, max_round_num"
@@ -451,9 +493,7 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 					6, types, values, nulls, SPI_OK_INSERT);
 	}
 	PQclear(res);
-	PaxosCopyReplicatedTables(conn, group_id, display);
-	PQclear(PaxosRemoteQuery(conn, "COMMIT", NULL, display));
-	PQfinish(conn);
+	PaxosCopyReplicatedTables(conn, group_id, display, false);
 }
 
 /*

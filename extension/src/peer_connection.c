@@ -276,8 +276,9 @@ PeerStatementSql(RpcKind kind)
 				break;
 			case RPC_HEARTBEAT:
 				text = psprintf("SELECT node_id, leader_round, leader_node, leader_connection,"
-								" decided_round, applied_round FROM %s.paxos_heartbeat($1, $2, $3,"
-								" $4::bigint, $5, $6, $7::bigint, $8::bigint)", s);
+								" decided_round, applied_round, compacted_below"
+								" FROM %s.paxos_heartbeat($1, $2, $3, $4::bigint, $5, $6,"
+								" $7::bigint, $8::bigint, $9::bigint)", s);
 				break;
 			case RPC_KIND_COUNT:
 				elog(ERROR, "pg_paxos: bad RPC kind");

@@ -124,6 +124,24 @@ _PG_init(void)
 							&PaxosLeaderTimeoutMs, 500, 50, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pg_paxos.log_retention",
+							"Rounds of the log kept below the lowest round every member has applied.",
+							"0 keeps none: rounds every member applied are deleted.",
+							&PaxosLogRetention, 10000, 0, INT_MAX,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_paxos.compaction_interval",
+							"How often the background worker compacts the log of each group.",
+							"0 turns compaction off.",
+							&PaxosCompactionIntervalMs, 10000, 0, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_paxos.compaction_member_timeout",
+							"How long a member that is not heard from holds log compaction back.",
+							"A member silent for longer copies a snapshot from a peer when it comes back.",
+							&PaxosCompactionMemberTimeoutMs, 300000, 100, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pg_paxos");
 
 	prev_shmem_request_hook = shmem_request_hook;

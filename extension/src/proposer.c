@@ -465,6 +465,7 @@ PaxosRunRound(const char *group_id, int64 round, const char *value_id,
 restart:
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
+	PaxosCheckNotCompacted(&group, round);
 	if (RoundStoreLoad(group_id, round, false, &local) && local.decided)
 	{
 		MemoryContextSwitchTo(outer);

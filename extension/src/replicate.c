@@ -42,8 +42,6 @@ static void InvalidateCache(Datum arg, Oid relid);
 static bool OnMemberApplied(void *arg, int host, PGresult *res, const char *error);
 static void ApplyOnAllMembers(const char *group_id, int64 round);
 static void StartReplicating(const char *group_id, const char *table);
-static void CopyMetadataRows(PGconn *conn, const char *group_id,
-							 const char *display, const char *table);
 static void LoadCache(void);
 
 /* InvalidateCache drops the cache; it is reloaded on next use. */
@@ -316,11 +314,11 @@ PaxosForgetDroppedTables(void)
 }
 
 /*
- * CopyMetadataRows copies the rows of one pgp_metadata table for a group
- * from a peer's snapshot, as one JSON array.
+ * PaxosCopyMetadataRows copies the rows of one pgp_metadata table for a
+ * group from a peer's snapshot, as one JSON array.
  */
-static void
-CopyMetadataRows(PGconn *conn, const char *group_id, const char *display,
+void
+PaxosCopyMetadataRows(PGconn *conn, const char *group_id, const char *display,
 				 const char *table)
 {
 	PGresult   *res;
@@ -345,21 +343,24 @@ CopyMetadataRows(PGconn *conn, const char *group_id, const char *display,
  * repeatable-read transaction there), start replicating its tables here,
  * copy their contents, and copy the certification state, so that this node
  * certifies every later round as the others do and applies exactly the
- * rounds the existing member had not applied in that snapshot.  Caller is
- * connected to SPI.
+ * rounds the existing member had not applied in that snapshot.  With
+ * `replace` (a member copying a snapshot, snapshot.c) tables are emptied
+ * with DELETE, not TRUNCATE: statements that only opened them go on, and
+ * see the copy when it commits.  Caller is connected to SPI.
  */
 void
-PaxosCopyReplicatedTables(PGconn *conn, const char *group_id, const char *display)
+PaxosCopyReplicatedTables(PGconn *conn, const char *group_id, const char *display,
+						  bool replace)
 {
 	PGresult   *res;
 	int			i;
 	bool		save_applying = PaxosApplying;
 
-	CopyMetadataRows(conn, group_id, display, "outcome");
-	CopyMetadataRows(conn, group_id, display, "cert_key");
-	CopyMetadataRows(conn, group_id, display, "cancelled_txn");
+	PaxosCopyMetadataRows(conn, group_id, display, "outcome");
+	PaxosCopyMetadataRows(conn, group_id, display, "cert_key");
+	PaxosCopyMetadataRows(conn, group_id, display, "cancelled_txn");
 	/* transactions the copied tables hold but the peer has not passed yet */
-	CopyMetadataRows(conn, group_id, display, "local_commit");
+	PaxosCopyMetadataRows(conn, group_id, display, "local_commit");
 
 	res = PaxosRemoteQuery(conn, "SELECT table_oid::text FROM pgp_metadata.replicated_tables"
 						   " WHERE group_id = $1", group_id, display);
@@ -372,7 +373,8 @@ PaxosCopyReplicatedTables(PGconn *conn, const char *group_id, const char *displa
 			PGresult   *rows;
 
 			StartReplicating(group_id, table);
-			if (SPI_execute(psprintf("TRUNCATE %s", table), false, 0) != SPI_OK_UTILITY)
+			if (SPI_execute(psprintf(replace ? "DELETE FROM %s" : "TRUNCATE %s", table),
+							false, 0) != (replace ? SPI_OK_DELETE : SPI_OK_UTILITY))
 				elog(ERROR, "pg_paxos: could not empty %s", table);
 			rows = PaxosRemoteQuery(conn, psprintf("SELECT coalesce(json_agg(t), '[]')::text FROM %s t",
 												   table), NULL, display);

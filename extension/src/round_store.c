@@ -62,15 +62,18 @@ GetPlan(RoundPlan which)
 		" proposer_id = $4, value_id = $5, value = $6,"
 		" accepted_proposal_num = $7, accepted_proposer_id = $8,"
 		" consensus = $9 WHERE group_id = $1 AND round_num = $2",
-		[PLAN_MAX_ROUND] = "SELECT max(round_num) FROM pgp_metadata.round"
-		" WHERE group_id = $1",
-		[PLAN_MAX_ACCEPTED_ROUND] = "SELECT max(round_num)"
+		[PLAN_MAX_ROUND] = "SELECT greatest(max(round_num), (SELECT compacted_below - 1"
+		" FROM pgp_metadata.\"group\" WHERE group_id = $1))"
+		" FROM pgp_metadata.round WHERE group_id = $1",
+		[PLAN_MAX_ACCEPTED_ROUND] = "SELECT greatest(max(round_num), (SELECT compacted_below - 1"
+		" FROM pgp_metadata.\"group\" WHERE group_id = $1))"
 		" FROM pgp_metadata.round WHERE group_id = $1 AND value_id IS NOT NULL",
 		[PLAN_DECIDED_IN] = "SELECT round_num, accepted_proposal_num,"
 		" accepted_proposer_id, value_id, value FROM pgp_metadata.round"
 		" WHERE group_id = $1 AND round_num BETWEEN $2 AND $3 AND consensus"
 		" ORDER BY round_num LIMIT $4",
-		[PLAN_UNDECIDED_IN] = "SELECT s FROM generate_series($2::bigint, $3::bigint) s"
+		[PLAN_UNDECIDED_IN] = "SELECT s FROM generate_series(greatest($2::bigint,"
+		" (SELECT compacted_below FROM pgp_metadata.\"group\" WHERE group_id = $1)), $3::bigint) s"
 		" WHERE NOT EXISTS (SELECT 1 FROM pgp_metadata.round r"
 		" WHERE r.group_id = $1 AND r.round_num = s AND r.consensus)"
 		" ORDER BY s LIMIT $4",
@@ -203,7 +206,9 @@ RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
 		{
 			GroupInfo	group;
 
+			/* a round without a row may be one compacted away: refuse it */
 			GroupLoadOrError(group_id, &group);
+			PaxosCheckNotCompacted(&group, round);
 		}
 
 		if (!step(&st, arg))
@@ -227,7 +232,10 @@ RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
 	}
 }
 
-/* RoundStoreMaxRound is the highest round with a row (or an accepted value). */
+/*
+ * RoundStoreMaxRound is the highest round with a row (or an accepted
+ * value); at least the last compacted round, whose row is gone.
+ */
 int64
 RoundStoreMaxRound(const char *group_id, bool accepted_only)
 {
@@ -319,6 +327,7 @@ RoundStoreDecidedIn(const char *group_id, int64 from_round, int64 to_round,
 /*
  * RoundStoreUndecidedIn fills rounds[] with up to max rounds in [from, to]
  * that this node does not know as decided, in order; returns how many.
+ * Compacted rounds are not among them: they were decided.
  */
 int
 RoundStoreUndecidedIn(const char *group_id, int64 from_round, int64 to_round,

@@ -84,8 +84,11 @@ PaxosSyncGroup(const char *group_id, bool may_apply_here)
 	PaxosBecomeSuperuser(&saved);
 	PG_TRY();
 	{
-		int64		target = PaxosMaxGroupRound(group_id, true);
+		int64		target;
 		GroupInfo	group;
+
+		PaxosAwaitSnapshot(group_id);
+		target = PaxosMaxGroupRound(group_id, true);
 
 		/* already there (the usual case on a busy node): no round trip */
 		SPI_connect();

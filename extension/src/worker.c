@@ -16,6 +16,11 @@
  * PaxosLearnLog, which copies chosen entries from peers before it proposes
  * any no-op.  Failures (no majority, a peer down) are logged when the state
  * of a group changes, not at every attempt.
+ *
+ * Before learning, it copies a snapshot of a group from a peer when the
+ * rounds this node needs are compacted on its peers (snapshot.c); every
+ * pg_paxos.compaction_interval it compacts the log of each group that
+ * replicates tables (compaction.c).  Each in a transaction of its own.
  */
 #include "pg_paxos.h"
 
@@ -34,6 +39,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 /* Ask the group for its highest round every this many intervals. */
@@ -49,7 +55,12 @@ typedef struct WorkerGroup
 	bool		replicating;	/* the group replicates tables: apply it */
 	int64		scanned_upto;	/* rounds looked at for "replicate" entries */
 	bool		seen;			/* still exists (mark and sweep) */
+	TimestampTz compacted_at;	/* last compaction */
+	bool		snapshot_failing;	/* (for logging, as failing) */
+	bool		compact_failing;
 } WorkerGroup;
+
+typedef void (*GroupStep) (WorkerGroup *wg);
 
 #define MAX_WORKER_GROUPS 64
 
@@ -66,6 +77,9 @@ static List *ListGroups(void);
 static void LearnGroup(WorkerGroup *wg, bool catch_up);
 static void ApplyGroup(WorkerGroup *wg);
 static void RunOnce(uint64 iteration);
+static void RunStep(WorkerGroup *wg, GroupStep step, const char *what, bool *failing);
+static void SnapshotStep(WorkerGroup *wg);
+static void CompactStep(WorkerGroup *wg);
 
 /*
  * PaxosRegisterWorker registers the worker at server start (from
@@ -196,6 +210,71 @@ ApplyGroup(WorkerGroup *wg)
 }
 
 /*
+ * SnapshotStep copies a snapshot of the group from a peer if this node
+ * needs rounds its peers have compacted; learning starts over from there.
+ */
+static void
+SnapshotStep(WorkerGroup *wg)
+{
+	char	   *source;
+	int64		needed;
+
+	if (PaxosSnapshotNeeded(wg->group_id, &source, &needed) &&
+		PaxosCopySnapshot(wg->group_id, source, needed))
+	{
+		wg->learned_upto = -1;
+		wg->last_top = -1;
+	}
+}
+
+/* CompactStep compacts the log of a group that replicates tables. */
+static void
+CompactStep(WorkerGroup *wg)
+{
+	PaxosCompactGroup(wg->group_id);
+}
+
+/*
+ * RunStep runs one step of the work on a group in a transaction of its
+ * own; a failure is logged once until the step succeeds again, and does
+ * not stop the other steps or groups.
+ */
+static void
+RunStep(WorkerGroup *wg, GroupStep step, const char *what, bool *failing)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	PG_TRY();
+	{
+		step(wg);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		*failing = false;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		if (!*failing)
+			ereport(LOG,
+					(errmsg("pg_paxos worker: could not %s group \"%s\": %s",
+							what, wg->group_id, edata->message),
+					 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		FreeErrorData(edata);
+		*failing = true;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+}
+
+/*
  * RunOnce looks at every group once, each in a transaction of its own, so
  * that one failing group does not hold back the others.
  */
@@ -236,6 +315,8 @@ RunOnce(uint64 iteration)
 			i--;
 			continue;
 		}
+
+		RunStep(wg, SnapshotStep, "copy a snapshot of", &wg->snapshot_failing);
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
@@ -281,6 +362,14 @@ RunOnce(uint64 iteration)
 			wg->failing = true;
 		}
 		PG_END_TRY();
+
+		if (wg->replicating && PaxosCompactionIntervalMs > 0 &&
+			TimestampDifferenceExceeds(wg->compacted_at, GetCurrentTimestamp(),
+									   PaxosCompactionIntervalMs))
+		{
+			wg->compacted_at = GetCurrentTimestamp();
+			RunStep(wg, CompactStep, "compact the log of", &wg->compact_failing);
+		}
 	}
 }
 

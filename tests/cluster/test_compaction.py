@@ -1,0 +1,211 @@
+"""
+Log compaction and snapshot copy, on real 3-node clusters under the bank
+workload (tests/cluster/bank.py, which checks the total, identical tables
+and that no acknowledged transfer is lost).
+
+- Compaction: with a small pg_paxos.log_retention, every node deletes the
+  rounds below what every member applied, and its acceptor refuses them
+  from then on; paxos_decided_rounds says they are compacted.
+- Policy: a member that is down holds compaction at its last applied round
+  for pg_paxos.compaction_member_timeout: back within it, it learns what
+  it missed from the log; after it, the others compact past it, and when
+  it comes back it copies a snapshot from a peer by itself (its server log
+  says so), keeping its acceptor state of later rounds, and ends
+  identical.
+"""
+
+import time
+
+import psycopg2
+import pytest
+
+import bank
+import checks
+
+GROUP = bank.GROUP
+RETENTION = 5
+MEMBER_TIMEOUT_MS = 3000
+SLACK = 10
+SETTINGS = {
+    'pg_paxos.log_retention': RETENTION,
+    'pg_paxos.compaction_interval': 200,
+    'pg_paxos.compaction_member_timeout': MEMBER_TIMEOUT_MS,
+}
+
+
+def group_state(node):
+    """(last_applied_round, compacted_below) of the bank group on node."""
+    return tuple(node.sql('SELECT last_applied_round, compacted_below '
+                          'FROM pgp_metadata."group" WHERE group_id = %s',
+                          (GROUP,))[0])
+
+
+def wait_for(what, predicate, deadline=30.0):
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError('after %.0f s: %s' % (deadline, what))
+        time.sleep(0.1)
+
+
+def assert_compacted(node, below):
+    """Nothing of the log below `below` is left on node."""
+    rounds, outcomes = node.sql(
+        'SELECT (SELECT count(*) FROM pgp_metadata.round'
+        '        WHERE group_id = %s AND round_num < %s),'
+        '       (SELECT count(*) FROM pgp_metadata.outcome'
+        '        WHERE group_id = %s AND round_num < %s)',
+        (GROUP, below, GROUP, below))[0]
+    assert (rounds, outcomes) == (0, 0), \
+        '%s still has %d round and %d outcome rows below round %d' \
+        % (node.name, rounds, outcomes, below)
+
+
+def test_compaction_under_bank_workload(cluster_factory):
+    cluster = cluster_factory(3, SETTINGS)
+    bank.setup(cluster)
+    bank.run(cluster, duration=10)
+
+    # Quiet now: every node compacts up to RETENTION rounds below the
+    # lowest applied round of all.
+    def settled():
+        states = [group_state(n) for n in cluster]
+        low = min(applied for applied, _ in states)
+        if all(below == low + 1 - RETENTION for _, below in states):
+            return states
+        return None
+    states = wait_for('every node compacted below the lowest applied round '
+                      'minus the retention', settled)
+    below = states[0][1]
+    assert below > 50, 'the workload made only %d rounds' % below
+    for node in cluster:
+        assert_compacted(node, below)
+        kept = node.scalar('SELECT min(round_num) FROM pgp_metadata.round '
+                           'WHERE group_id = %s', (GROUP,))
+        assert kept == below, '%s keeps the log from round %s, not %d' \
+            % (node.name, kept, below)
+
+    # The acceptor refuses a compacted round instead of taking part anew
+    # (a fresh promise there could get a second value chosen), and says why.
+    node = cluster[1]
+    for sql, args in (
+            ('SELECT * FROM paxos_request_prepare(%s, %s, %s, %s)',
+             ('test/1', GROUP, below - 1, 10 ** 12)),
+            ('SELECT * FROM paxos_request_accept(%s, %s, %s, %s, %s, %s)',
+             ('test/1', GROUP, 1, 10 ** 12, 'test/v', 'x')),
+            ('SELECT * FROM paxos(%s, %s, %s, %s)',
+             ('test/1', GROUP, below - 2, 'x'))):
+        with pytest.raises(psycopg2.Error) as err:
+            node.sql(sql, args)
+        assert err.value.pgcode == '55000'
+        assert 'is compacted on this node' in str(err.value)
+    assert_compacted(node, below)
+
+    # A node asking for compacted rounds is told, not answered with nothing.
+    with pytest.raises(psycopg2.Error) as err:
+        node.sql('SELECT * FROM paxos_decided_rounds(%s, %s, %s)',
+                 (GROUP, 0, below))
+    assert 'round 0 of paxos group "bank" is compacted' in str(err.value)
+    assert len(node.sql('SELECT * FROM paxos_decided_rounds(%s, %s, %s)',
+                        (GROUP, below, below + 2))) == 3
+
+    # Writes and strong reads go on; every node learns and applies them.
+    node.sql('UPDATE bank_balance SET balance = balance - 7 '
+             'WHERE account_number = 1')
+    node.sql('UPDATE bank_balance SET balance = balance + 7 '
+             'WHERE account_number = 2')
+    final = checks.wait_tables_identical(cluster.nodes, bank.TABLES)
+    assert final == checks.assert_tables_identical(cluster.nodes, bank.TABLES)
+    for n in cluster:
+        assert n.scalar('SELECT sum(balance) FROM bank_balance') == bank.TOTAL
+
+
+def test_down_node_holds_compaction_then_copies_snapshot(cluster_factory):
+    cluster = cluster_factory(3, SETTINGS)
+    bank.setup(cluster)
+    down = cluster[2]
+
+    # Acceptor state of a round far above any snapshot: a promise the
+    # snapshot copy must keep.
+    far = down.scalar('SELECT paxos_max_group_round(%s)', (GROUP,)) + 10 ** 6
+    promise = down.sql('SELECT * FROM paxos_request_prepare(%s, %s, %s, %s)',
+                       ('test/far', GROUP, far, 4242))[0]
+    assert promise[0] is True
+    seen = {}
+
+    def stop_wait_start():
+        applied, _ = group_state(down)
+        seen['applied'] = applied
+        down.stop()
+        stopped = time.monotonic()
+
+        # Within the member timeout the others keep every round it needs
+        # (SLACK: it may have applied a few more rounds before it stopped).
+        while time.monotonic() < stopped + MEMBER_TIMEOUT_MS / 1000.0 - 1:
+            for n in cluster[:2]:
+                _, below = group_state(n)
+                assert below <= applied + 1 - RETENTION + SLACK, \
+                    '%s compacted below round %d, %.1f s after %s stopped ' \
+                    'at round %d' % (n.name, below, time.monotonic() - stopped,
+                                     down.name, applied)
+            time.sleep(0.2)
+
+        # Later they compact past it.
+        wait_for('the others compacted past the stopped node',
+                 lambda: all(group_state(n)[1] > applied + 1 + SLACK
+                             for n in cluster[:2]))
+        seen['compacted'] = min(group_state(n)[1] for n in cluster[:2])
+        down.start()
+
+    bank.run(cluster, duration=14, fault=stop_wait_start, fault_at=2,
+             faulty=(down.index,))
+
+    log = open(down.logfile).read()
+    assert 'copied a snapshot of round' in log, \
+        'no snapshot copy in the log of %s' % down.name
+    assert 'log compaction no longer waits for member' in \
+        open(cluster[0].logfile).read()
+    applied, below = group_state(down)
+    assert below >= seen['compacted'] > seen['applied'] + 1
+    assert applied >= below - 1
+
+    # Its acceptor state above the snapshot is untouched.
+    row = down.sql('SELECT min_proposal_num, proposer_id, consensus '
+                   'FROM pgp_metadata.round WHERE group_id = %s '
+                   'AND round_num = %s', (GROUP, far))
+    assert row == [(4242, 'test/far', False)], row
+
+    # It takes part again: a write on it reaches everyone.
+    down.sql('UPDATE bank_balance SET balance = balance - 3 '
+             'WHERE account_number = 3')
+    down.sql('UPDATE bank_balance SET balance = balance + 3 '
+             'WHERE account_number = 4')
+    checks.wait_tables_identical(cluster.nodes, bank.TABLES)
+    checks.assert_tables_identical(cluster.nodes, bank.TABLES)
+
+
+def test_node_back_within_member_timeout_learns_from_the_log(cluster_factory):
+    settings = dict(SETTINGS)
+    settings['pg_paxos.compaction_member_timeout'] = 60000
+    cluster = cluster_factory(3, settings)
+    bank.setup(cluster)
+    down = cluster[1]
+
+    def stop_wait_start():
+        applied, _ = group_state(down)
+        down.stop()
+        time.sleep(4)
+        for n in (cluster[0], cluster[2]):
+            _, below = group_state(n)
+            assert below <= applied + 1 - RETENTION + SLACK, \
+                '%s compacted below round %d while %s, stopped at round ' \
+                '%d, was away for less than the member timeout' \
+                % (n.name, below, down.name, applied)
+        down.start()
+
+    bank.run(cluster, duration=10, fault=stop_wait_start, fault_at=2,
+             faulty=(down.index,))
+    assert 'copied a snapshot' not in open(down.logfile).read()
