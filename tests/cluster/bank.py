@@ -16,7 +16,10 @@ leaves the transfer unknown, since its entry may still be chosen later.
 
 Clients may also write under pg_paxos.consistency_model = 'optimistic'
 (client_models): their statements then never wait for peers, so on a node
-cut off from the others they get as far as COMMIT, which must fail.
+cut off from the others they get as far as COMMIT, which must fail.  As an
+application would, such a client retries a transaction that failed with
+strong reads: on a node whose applier lags, optimistic attempts based on
+stale rows would otherwise fail certification again and again.
 """
 
 import collections
@@ -107,6 +110,9 @@ def bank_client(connstr, name, duration, seed, survive_faults,
             clock['stage'] = 'body'
             clock['sent'] = time.monotonic()
             ids.append('%s/%d/%d' % (name, seq, attempt))
+            if attempt > 0 and model != 'strong':
+                c.sql("SET LOCAL pg_paxos.consistency_model TO 'strong'",
+                      timeout=10)
             for account, delta in ((src, -amount), (dst, amount)):
                 rows = c.sql('UPDATE bank_balance SET balance = balance '
                              '+ %s, updated_at = ' + NOW_NS + ' '

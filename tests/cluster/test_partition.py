@@ -19,6 +19,7 @@ nodes identical, no acknowledged transfer lost, no failed one present.
 """
 
 import os
+import shutil
 import time
 
 import pytest
@@ -33,7 +34,7 @@ SETTINGS = {
     'deadlock_timeout': '100ms',
     'pg_paxos.leader_timeout': '500ms',
     'pg_paxos.rpc_timeout': '500ms',
-    'pg_paxos.paxos_timeout': '5s',
+    'pg_paxos.paxos_timeout': '10s',
 }
 # A failed COMMIT on the cut node may try the leader's batcher, then settle
 # the entry with full Paxos: each step is bounded by the timeouts above.
@@ -91,6 +92,13 @@ def partitioned(request):
         yield cluster, net
     finally:
         net.close()
+        keep = os.environ.get('PGP_KEEP_LOGS')     # a directory, to debug
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            for node in cluster:
+                if os.path.exists(node.logfile):
+                    shutil.copy(node.logfile, os.path.join(
+                        keep, '%d-%s.log' % (os.getpid(), node.name)))
         cluster.destroy()
 
 
@@ -200,7 +208,10 @@ def test_leader_cut_off_and_healed(partitioned):
     assert t['decided_cut'] > t['decided_before']
     # and none of its clients lost a connection or met an error
     assert not any(r['lost'] for r in ok_clients), \
-        [r['lost_at'][:3] for r in ok_clients if r['lost']]
+        'clients of the majority side failed (cut at %.2f, healed at %.2f, ' \
+        'followed at %.2f): %r' % (t['cut'], t['heal'], t['following'],
+                                   [r['lost_at'][:3] for r in ok_clients
+                                    if r['lost']])
     # the old leader serves its clients again once healed
     after = [a for r in cut_clients for _, a in r['acked_at']
              if a > t['following']]
