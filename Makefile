@@ -13,6 +13,8 @@
 #                   replication, pg_paxos (bench/pgbench_bank.py)
 #   make bench-failover  kill -9 the leader 20 times, time the failover
 #                   (bench/failover_bench.py)
+#   make bench-catchup   stop a node, write 200k rows, restart it: how
+#                   fast it catches up (bench/catchup_bench.py)
 #   make clean
 #
 # PostgreSQL 15 is found through pg_config; override with PG_CONFIG=...
@@ -25,9 +27,10 @@ PYTHON = /usr/bin/python3
 BENCH_ARGS ?=
 BENCH_BANK_ARGS ?=
 BENCH_FAILOVER_ARGS ?=
+BENCH_CATCHUP_ARGS ?=
 
 .PHONY: all deps core extension agent install test demo demo-stop bench \
-	bench-bank bench-failover fuzz clean
+	bench-bank bench-failover bench-catchup fuzz clean
 
 all: deps core extension agent
 
@@ -72,6 +75,9 @@ bench: install
 
 bench-failover: install
 	$(PYTHON) bench/failover_bench.py $(BENCH_FAILOVER_ARGS)
+
+bench-catchup: install
+	$(PYTHON) bench/catchup_bench.py $(BENCH_CATCHUP_ARGS)
 
 bench-bank: install
 	$(PYTHON) bench/pgbench_bank.py $(BENCH_BANK_ARGS)

@@ -20,6 +20,10 @@
 #include "access/htup_details.h"
 #include "utils/builtins.h"
 
+/* How often PaxosMaxGroupRound asks when too few members answer. */
+#define MAX_ROUND_ATTEMPTS 3
+#define MAX_ROUND_RETRY_DELAY_MS 250
+
 PG_FUNCTION_INFO_V1(paxos);
 PG_FUNCTION_INFO_V1(paxos_append);
 PG_FUNCTION_INFO_V1(paxos_max_group_round);
@@ -96,6 +100,11 @@ OnMaxRound(void *arg, int host, PGresult *res, const char *error)
  * PaxosMaxGroupRound asks the current members for their highest round and
  * returns the highest among a majority: it is at least any round chosen
  * before the call started, since every choice involved a majority.
+ *
+ * Like a proposer's phase (proposer.c), the question is asked again, up to
+ * MAX_ROUND_ATTEMPTS times, when too few members answered: with one member
+ * silent (crashed, or cut off by a partition) a single slow answer from
+ * another would otherwise fail a strong read although a majority is up.
  */
 int64
 PaxosMaxGroupRound(const char *group_id, bool accepted_only)
@@ -108,6 +117,7 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 	FanoutStats stats;
 	const char *params[2];
 	MemoryContext outer = CurrentMemoryContext;
+	int			attempt;
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
@@ -115,13 +125,21 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 	SPI_finish();
 
 	peers = PaxosPeersFor(hosts, &npeers);
-	mc.max_round = -1;
-	mc.answers = 0;
-	mc.quorum = npeers / 2 + 1;
 	params[0] = group_id;
 	params[1] = accepted_only ? "true" : "false";
-	FanoutCall(peers, npeers, RPC_MAX_ROUND, params, 2, PaxosRpcTimeoutMs,
-			   OnMaxRound, &mc, &stats);
+	for (attempt = 1;; attempt++)
+	{
+		mc.max_round = -1;
+		mc.answers = 0;
+		mc.quorum = npeers / 2 + 1;
+		FanoutCall(peers, npeers, RPC_MAX_ROUND, params, 2, PaxosRpcTimeoutMs,
+				   OnMaxRound, &mc, &stats);
+		if (mc.answers >= mc.quorum || attempt >= MAX_ROUND_ATTEMPTS)
+			break;
+		/* a connection that just broke is retried after a short delay */
+		pg_usleep(MAX_ROUND_RETRY_DELAY_MS * 1000L);
+		CHECK_FOR_INTERRUPTS();
+	}
 	if (mc.answers < mc.quorum)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),

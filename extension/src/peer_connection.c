@@ -291,12 +291,13 @@ PeerStatementSql(RpcKind kind)
 
 /*
  * PaxosConnstrForDisplay returns a connection string with only the options
- * that say where it leads (host, port, database, user): never a password.
+ * that say where it leads (service, host, port, database, user): never a
+ * password.
  */
 char *
 PaxosConnstrForDisplay(const char *connstr)
 {
-	static const char *const shown[] = {"host", "hostaddr", "port", "dbname", "user", NULL};
+	static const char *const shown[] = {"service", "host", "hostaddr", "port", "dbname", "user", NULL};
 	PQconninfoOption *opts = PQconninfoParse(connstr, NULL);
 	StringInfoData buf;
 	PQconninfoOption *opt;

@@ -9,7 +9,17 @@ initial one plus the transfers it took part in.
 
 A client whose node goes away records the transfer in flight as unknown
 (committed or not, nobody can tell: the connection was lost at COMMIT),
-and reconnects until its node is back or the run ends.
+and reconnects until its node is back or the run ends.  Only a SQLSTATE
+that says so (40001, 40P01) makes an attempt "failed": an error at COMMIT
+that does not, such as 08006 from a node that cannot reach a majority,
+leaves the transfer unknown, since its entry may still be chosen later.
+
+Clients may also write under pg_paxos.consistency_model = 'optimistic'
+(client_models): their statements then never wait for peers, so on a node
+cut off from the others they get as far as COMMIT, which must fail.  As an
+application would, such a client retries a transaction that failed with
+strong reads: on a node whose applier lags, optimistic attempts based on
+stale rows would otherwise fail certification again and again.
 """
 
 import collections
@@ -57,17 +67,22 @@ def _lost_connection(e):
         getattr(e, 'pgcode', None) in ('57P01', '57P02', '57P03', '08006')
 
 
-def bank_client(connstr, name, duration, seed, survive_faults):
-    """Transfers for duration seconds.  Returns a dict: acked (transfer ids
-    whose COMMIT succeeded), failed (ids of attempts that failed, at a
-    statement or at COMMIT), aborts (Counter of (stage, sqlstate)), error
-    (what stopped the client, or None), unknown (ids in flight when the
-    connection was lost), lost (how many times it was).  With
-    survive_faults, a lost connection is not an error: the client
-    reconnects and goes on."""
+def bank_client(connstr, name, duration, seed, survive_faults,
+                model='strong'):
+    """Transfers for duration seconds, with reads of the given consistency
+    model.  Returns a dict: acked (transfer ids whose COMMIT succeeded),
+    acked_at ((time COMMIT was sent, time it answered) of each, on the
+    monotonic clock), failed (ids of attempts that failed, at a statement
+    or at COMMIT), aborts (Counter of (stage, sqlstate)), error (what
+    stopped the client, or None), unknown (ids in flight when the
+    connection was lost), lost (how many times it was), lost_at (up to 200
+    (time, stage, sqlstate, first line of the message, seconds the failed
+    statement took) of those).  With survive_faults, a lost connection is
+    not an error: the client reconnects and goes on."""
     rng = random.Random(seed)
-    out = {'acked': [], 'failed': [], 'aborts': collections.Counter(),
-           'error': None, 'unknown': [], 'lost': 0}
+    out = {'acked': [], 'acked_at': [], 'failed': [],
+           'aborts': collections.Counter(), 'error': None, 'unknown': [],
+           'lost': 0, 'lost_at': [], 'model': model}
     conn = None
     end = time.monotonic() + duration
     seq = 0
@@ -75,6 +90,8 @@ def bank_client(connstr, name, duration, seed, survive_faults):
         try:
             if conn is None or conn.closed:
                 conn = pgcluster.Conn(connstr, timeout=5)
+                conn.sql('SET pg_paxos.consistency_model TO %s', (model,),
+                         timeout=10)
         except Exception as e:
             if not survive_faults:
                 out['error'] = '%s: %r' % (name, e)
@@ -87,9 +104,15 @@ def bank_client(connstr, name, duration, seed, survive_faults):
         src, dst = rng.sample(pool, 2)
         amount = rng.randint(1, 100)
         ids = []
+        clock = {}
 
         def body(c, attempt):
+            clock['stage'] = 'body'
+            clock['sent'] = time.monotonic()
             ids.append('%s/%d/%d' % (name, seq, attempt))
+            if attempt > 0 and model != 'strong':
+                c.sql("SET LOCAL pg_paxos.consistency_model TO 'strong'",
+                      timeout=10)
             for account, delta in ((src, -amount), (dst, amount)):
                 rows = c.sql('UPDATE bank_balance SET balance = balance '
                              '+ %s, updated_at = ' + NOW_NS + ' '
@@ -98,6 +121,8 @@ def bank_client(connstr, name, duration, seed, survive_faults):
                 assert rows == [(1,)], 'account %d not updated' % account
             c.sql('INSERT INTO transfers VALUES (%s, %s, %s, %s)',
                   (ids[-1], src, dst, amount), timeout=60)
+            clock['stage'] = 'commit'       # run_transaction commits next
+            clock['sent'] = time.monotonic()
             return ids[-1]
 
         try:
@@ -114,12 +139,19 @@ def bank_client(connstr, name, duration, seed, survive_faults):
             out['unknown'] += ids[-1:]
             if survive_faults and _lost_connection(e):
                 out['lost'] += 1
+                if len(out['lost_at']) < 200:
+                    now = time.monotonic()
+                    out['lost_at'].append((
+                        now, clock.get('stage'), getattr(e, 'pgcode', None),
+                        str(e).strip().split('\n')[0],
+                        now - clock.get('sent', now)))
                 conn.close()
                 conn = None
                 continue
             out['error'] = '%s: %r' % (name, e)
             break
         out['acked'].append(res.value)
+        out['acked_at'].append((clock['sent'], time.monotonic()))
         out['failed'] += ids[:-1]
         for _, stage, code, _ in res.aborts:
             out['aborts'][(stage, code)] += 1
@@ -162,18 +194,22 @@ def bank_checker(connstr, name, duration):
 
 
 def run(cluster, duration, clients_per_node=2, fault=None, fault_at=None,
-        faulty=()):
+        faulty=(), client_models=('strong',), details=None):
     """Run the workload for duration seconds on every node of cluster; call
     fault() (in this process) fault_at seconds in, and check everything at
     the end.  faulty: indexes of nodes the fault takes down, whose clients
-    and checkers may lose their connections.  Returns the number of
-    acknowledged transfers."""
+    and checkers may lose their connections.  client_models: the
+    consistency models of each node's clients, in turn.  details: a dict
+    to fill with what every client and checker returned ('clients': [(node,
+    result)], 'checkers': likewise).  Returns the number of acknowledged
+    transfers."""
     ctx = multiprocessing.get_context('fork')
     n_clients = clients_per_node * len(cluster)
     with ctx.Pool(n_clients + len(cluster)) as pool:
         clients = [pool.apply_async(bank_client, (
             node.connstr, '%s-c%d' % (node.name, i), duration,
-            node.index * 100 + i, fault is not None))
+            node.index * 100 + i, fault is not None,
+            client_models[i % len(client_models)]))
             for node in cluster for i in range(clients_per_node)]
         checkers = [pool.apply_async(bank_checker, (
             node.connstr, '%s-check' % node.name, duration + 2))
@@ -183,6 +219,11 @@ def run(cluster, duration, clients_per_node=2, fault=None, fault_at=None,
             fault()
         client_results = [c.get(timeout=duration + 200) for c in clients]
         checker_results = [c.get(timeout=duration + 200) for c in checkers]
+    if details is not None:
+        details['clients'] = list(zip(
+            [n for n in cluster for _ in range(clients_per_node)],
+            client_results))
+        details['checkers'] = list(zip(cluster, checker_results))
     return check(cluster, client_results, checker_results, duration, faulty)
 
 

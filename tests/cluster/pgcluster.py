@@ -88,11 +88,14 @@ def _chown_postgres(path):
         os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
-def _run_pg(cmd, check=True, timeout=120):
-    """Run a PostgreSQL program; return CompletedProcess, output captured."""
+def _run_pg(cmd, check=True, timeout=120, env=None):
+    """Run a PostgreSQL program; return CompletedProcess, output captured.
+    env: extra environment variables (a server started by pg_ctl inherits
+    them)."""
     proc = subprocess.run(_as_postgres(cmd), stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout,
+                          env=dict(os.environ, **env) if env else None)
     if check and proc.returncode != 0:
         raise RuntimeError('%s failed (exit %d):\n%s'
                            % (' '.join(cmd), proc.returncode, proc.stdout))
@@ -270,7 +273,14 @@ class Conn:
 # ---------------------------------------------------------------------------
 
 class Node:
-    """One PostgreSQL server: data directory, port, log file, connections."""
+    """One PostgreSQL server: data directory, port, log file, connections.
+
+    env: extra environment variables of the server process (set before the
+    first start).  peer_connstr: the connection string other nodes use to
+    reach this one (what goes into the group's membership); by default the
+    same as connstr, which tests and clients use.  netfault.py sets both to
+    route node-to-node traffic through its proxies.
+    """
 
     def __init__(self, basedir, index, settings):
         self.index = index
@@ -282,6 +292,8 @@ class Node:
         self.settings = settings
         self._conn = None
         self._started_once = False
+        self.env = {}
+        self._peer_connstr = None
 
     def __repr__(self):
         return '<Node %s port=%s>' % (self.name, self.port)
@@ -290,6 +302,14 @@ class Node:
     def connstr(self):
         return ('host=127.0.0.1 port=%d dbname=postgres user=postgres'
                 % self.port)
+
+    @property
+    def peer_connstr(self):
+        return self._peer_connstr or self.connstr
+
+    @peer_connstr.setter
+    def peer_connstr(self, value):
+        self._peer_connstr = value
 
     def init(self):
         """Create the data directory (a copy of the initdb template)."""
@@ -339,7 +359,8 @@ class Node:
             proc = _run_pg([os.path.join(pg_bindir(), 'pg_ctl'),
                             '-D', self.datadir, '-l', self.logfile,
                             '-w', '-t', str(START_TIMEOUT), 'start'],
-                           check=False, timeout=START_TIMEOUT + 30)
+                           check=False, timeout=START_TIMEOUT + 30,
+                           env=self.env)
             if proc.returncode == 0:
                 break
             if (attempt + 1 < attempts
@@ -476,11 +497,12 @@ class Cluster:
     def form_group(self, group, founder=0):
         """paxos_create_group on the founder, paxos_join_group on the rest."""
         first = self.nodes[founder]
-        first.sql('SELECT paxos_create_group(%s, %s)', (group, first.connstr))
+        first.sql('SELECT paxos_create_group(%s, %s)',
+                  (group, first.peer_connstr))
         for node in self.nodes:
             if node is not first:
                 node.sql('SELECT paxos_join_group(%s, %s, %s)',
-                         (group, first.connstr, node.connstr))
+                         (group, first.peer_connstr, node.peer_connstr))
 
     def replicate_tables(self, group, tables, node=0):
         """paxos_replicate_table for each table, on one node only: the call
