@@ -231,7 +231,7 @@ extern int64 PaxosPreparedRound(const char *group_id);
 
 /* ---- worker.c ------------------------------------------------------------ */
 
-extern void PaxosRegisterWorker(void);
+extern void PaxosWorkerConnect(const char *name);
 
 /* ---- multi_paxos.c, learner.c ----------------------------------------- */
 
@@ -332,7 +332,6 @@ extern void PaxosBatchFinish(const PaxosBatchTicket *t, int64 round, int index,
 							 int64 conflict, const char *error);
 extern void PaxosBatchWakeAll(void);
 extern bool PaxosBatchPending(void);
-extern void PaxosRegisterBatcher(void);
 
 /* What a node knows of a group's leader (shared memory, leader.c). */
 typedef struct PaxosLeaderInfo
@@ -397,7 +396,6 @@ extern void PaxosAdoptLeader(const char *group_id, int64 round, const char *node
 							 const char *connstr, const char *why);
 extern void PaxosLeaderFromLog(const char *group_id, int64 round, const char *value);
 extern char *PaxosLeaderValue(const char *connstr);
-extern void PaxosRegisterLeaderWorker(void);
 extern const char *PaxosOwnNodeId(void);
 
 extern void PaxosSubmitTransaction(const char *group_id, const char *txn_id,
@@ -405,6 +403,7 @@ extern void PaxosSubmitTransaction(const char *group_id, const char *txn_id,
 extern int64 PaxosAppendAlone(const char *group_id, const char *value_id,
 							  const char *value);
 extern int64 *PaxosCertifyRound(const char *group_id, int64 round, int *nentries);
+extern int64 PaxosCertifiedUpTo(const char *group_id);
 extern List *PaxosSplitBatch(const char *value);
 
 /* One transaction of a transaction round, as entry.c reads it. */

@@ -99,6 +99,7 @@ CREATE INDEX ON pgp_metadata.outcome (group_id, txn_id) WHERE txn_id IS NOT NULL
 CREATE TABLE pgp_metadata.local_commit (
 	group_id text NOT NULL,
 	txn_id text NOT NULL,
+	copied boolean NOT NULL DEFAULT false,	-- came with a snapshot
 	PRIMARY KEY (group_id, txn_id)
 );
 

@@ -52,6 +52,13 @@
 PG_FUNCTION_INFO_V1(paxos_apply_upto);
 
 
+/*
+ * Whether pgp_metadata.local_commit names transactions copied with a
+ * snapshot (when this node joined, or caught up by a copy): only then do
+ * entries of other origins need a look there.  Set once per PaxosApplyUpTo.
+ */
+static bool rows_of_others = false;
+
 typedef struct ApplyCollector
 {
 	bool		answered;
@@ -66,7 +73,6 @@ static void ClaimAndApply(const char *group_id, int64 round, int index, const ch
 static void ClaimAndApplyRound(const char *group_id, int64 round, const char *value);
 static bool TryApplyExclusive(const char *group_id, int64 round, const char *value);
 static bool OnApplied(void *arg, int host, PGresult *res, const char *error);
-static int64 CertifiedUpTo(const char *group_id);
 
 /*
  * NeedsExclusiveLock tells whether applying an entry takes a table's
@@ -107,32 +113,6 @@ LockApplier(const char *group_id, bool wait_briefly)
 }
 
 /*
- * CertifiedUpTo is the highest round certified here (-1: none): rounds up
- * to it need no call to the certifier.
- */
-static int64
-CertifiedUpTo(const char *group_id)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	bool		isnull;
-	int64		result = -1;
-
-	SPI_connect();
-	values[0] = CStringGetTextDatum(group_id);
-	if (SPI_execute_plan(PaxosKeptPlan(&plan,
-									   "SELECT round_num FROM pgp_metadata.outcome WHERE group_id = $1"
-									   " ORDER BY round_num DESC LIMIT 1", 1, types),
-						 values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pg_paxos: could not find the certified rounds");
-	if (SPI_processed == 1)
-		result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	return result;
-}
-
-/*
  * PaxosApplyUpTo applies every round of a group up to max_round on this
  * node, in the current transaction (certifying and learning them first, in
  * transactions of their own), and returns the last round applied.  A round
@@ -164,7 +144,7 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 	if (group.last_applied_round >= max_round)
 		return group.last_applied_round;
 
-	if (CertifiedUpTo(group_id) < max_round)
+	if (PaxosCertifiedUpTo(group_id) < max_round)
 	{
 		int			n;
 
@@ -173,7 +153,17 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 
 	SPI_connect();
 	{
+		static SPIPlanPtr others_plan = NULL;
+		bool		isnull;
+
 		values[0] = CStringGetTextDatum(group_id);
+		if (SPI_execute_plan(PaxosKeptPlan(&others_plan,
+										   "SELECT EXISTS (SELECT 1 FROM pgp_metadata.local_commit"
+										   " WHERE group_id = $1 AND copied)", 1, types),
+							 values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_paxos: could not read pgp_metadata.local_commit");
+		rows_of_others = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
 		for (round = group.last_applied_round + 1; round <= max_round; round++)
 		{
 			px_acceptor_state st;
@@ -238,11 +228,13 @@ WaitForLocalOrigin(const char *group_id, const char *entry)
 	Datum		values[2];
 	PaxosEntry	e;
 
+	bool		own;
+
 	PaxosParseEntry(entry, &e);
-	if (e.id == NULL)
+	own = e.origin != NULL && strcmp(e.origin, PaxosOriginId()) == 0;
+	if (e.id == NULL || (!own && !rows_of_others))
 		return false;
-	if (e.origin != NULL && strcmp(e.origin, PaxosOriginId()) == 0 &&
-		TransactionIdIsValid(e.xid) && TransactionIdIsInProgress(e.xid))
+	if (own && TransactionIdIsValid(e.xid) && TransactionIdIsInProgress(e.xid))
 		XactLockTableWait(e.xid, NULL, NULL, XLTW_None);
 
 	/*

@@ -32,23 +32,6 @@ PGDLLEXPORT void PaxosBatcherMain(Datum arg);
 
 static void RunBatch(MemoryContext context);
 
-/* PaxosRegisterBatcher registers the worker (from _PG_init). */
-void
-PaxosRegisterBatcher(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_paxos");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "PaxosBatcherMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_paxos batcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_paxos batcher");
-	RegisterBackgroundWorker(&worker);
-}
-
 /*
  * RunBatch appends the entries of one group queued now as one round, has
  * it certified, and posts each entry's result.
@@ -130,11 +113,7 @@ PaxosBatcherMain(Datum arg)
 {
 	MemoryContext context;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(PaxosDatabase, NULL, 0);
-	pgstat_report_appname("pg_paxos batcher");
+	PaxosWorkerConnect("pg_paxos batcher");
 	context = AllocSetContextCreate(TopMemoryContext, "pg_paxos batch",
 									ALLOCSET_DEFAULT_SIZES);
 	PaxosBatchSetBatcher(MyLatch);

@@ -258,6 +258,38 @@ CertifyRoundValue(const char *group_id, int64 round, px_value value, int *nentri
 }
 
 /*
+ * PaxosCertifiedUpTo is the highest round certified here (-1: none).
+ * Compacted rounds were applied here, so certified: it is at least the
+ * last of them.  Takes a fresh snapshot: a certifier that just committed
+ * is seen.
+ */
+int64
+PaxosCertifiedUpTo(const char *group_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+	int64		result;
+
+	SPI_connect();
+	values[0] = CStringGetTextDatum(group_id);
+	if (SPI_execute_plan(PaxosKeptPlan(&plan,
+									   "SELECT greatest((SELECT round_num FROM pgp_metadata.outcome"
+									   "  WHERE group_id = $1 ORDER BY round_num DESC LIMIT 1),"
+									   " (SELECT compacted_below - 1 FROM pgp_metadata.\"group\""
+									   "  WHERE group_id = $1))",
+									   1, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_paxos: could not find the certified rounds");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = isnull ? -1 : DatumGetInt64(d);
+	SPI_finish();
+	return result;
+}
+
+/*
  * CertifyUpTo certifies, in order, every round up to max_round not
  * certified yet, learning them first; returns the conflicts of the
  * entries of max_round.
@@ -265,7 +297,6 @@ CertifyRoundValue(const char *group_id, int64 round, px_value value, int *nentri
 static int64 *
 CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 {
-	static SPIPlanPtr cursor_plan = NULL;
 	static SPIPlanPtr conflicts_plan = NULL;
 	MemoryContext outer = CurrentMemoryContext;
 	Oid			types[2] = {TEXTOID, INT8OID};
@@ -279,20 +310,7 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 
 	*nentries = 0;
 	(void) PaxosLockGroup(PAXOS_CERTIFY_LOCK, group_id, false, true);
-	SPI_connect();
-	values[0] = CStringGetTextDatum(group_id);
-	/* compacted rounds were applied here, so certified: start after them */
-	if (SPI_execute_plan(PaxosKeptPlan(&cursor_plan,
-									   "SELECT greatest((SELECT round_num FROM pgp_metadata.outcome"
-									   "  WHERE group_id = $1 ORDER BY round_num DESC LIMIT 1),"
-									   " (SELECT compacted_below - 1 FROM pgp_metadata.\"group\""
-									   "  WHERE group_id = $1))",
-									   1, types),
-						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pg_paxos: could not find the certified rounds");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	cursor = isnull ? -1 : DatumGetInt64(d);
-	SPI_finish();
+	cursor = PaxosCertifiedUpTo(group_id);
 
 	if (cursor < max_round)
 		(void) PaxosLearnLog(group_id, cursor + 1, max_round);

@@ -166,9 +166,9 @@ PaxosAdoptLeader(const char *group_id, int64 round, const char *node_id,
 	PaxosLeaderUnlock();
 	if (changed)
 		ereport(LOG,
-				(errmsg("pg_paxos: group \"%s\": %s leads now (round " INT64_FORMAT ")%s",
+				(errmsg("pg_paxos: group \"%s\": %s leads now (round " INT64_FORMAT ")",
 						group_id, self ? "this node" : psprintf("node %s", node_id),
-						round, self ? "" : ""),
+						round),
 				 errdetail_internal("%s", why)));
 }
 
@@ -472,17 +472,10 @@ paxos_switchover(PG_FUNCTION_ARGS)
 				 errmsg("no node \"%s\" is known in paxos group \"%s\"", target, group_id),
 				 errhint("SELECT * FROM paxos_peer_status() lists the nodes this one has heard from.")));
 
-	conn = PQconnectdb(connstr);
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		char	   *msg = pstrdup(PQerrorMessage(conn));
-
-		PQfinish(conn);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not reach node \"%s\" (%s)", target, PaxosConnstrForDisplay(connstr)),
-				 errdetail_internal("%s", PaxosTrimMessage(msg))));
-	}
+	conn = PaxosConnectOrError(connstr,
+							   psprintf("could not reach node \"%s\" (%s)", target,
+										PaxosConnstrForDisplay(connstr)),
+							   "Check that the node runs; paxos_peer_status() shows whether it answers heartbeats.");
 	PG_TRY();
 	{
 		res = PaxosRemoteQuery(conn, psprintf("SELECT %s.paxos_become_leader($1)",

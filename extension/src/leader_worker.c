@@ -66,23 +66,6 @@ static void Heartbeat(LeaderGroup *lg);
 static bool OnHeartbeat(void *arg, int host, PGresult *res, const char *error);
 static void MaybeStand(LeaderGroup *lg);
 
-/* PaxosRegisterLeaderWorker registers the worker (from _PG_init). */
-void
-PaxosRegisterLeaderWorker(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_paxos");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "PaxosLeaderWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_paxos leader");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_paxos leader");
-	RegisterBackgroundWorker(&worker);
-}
-
 /*
  * LoadGroups reads the groups that replicate tables, their members and how
  * far this node is; a group seen for the first time gets the newest leader
@@ -377,11 +360,7 @@ PaxosLeaderWorkerMain(Datum arg)
 	List	   *volatile groups = NIL;
 	volatile uint64 tick = 0;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(PaxosDatabase, NULL, 0);
-	pgstat_report_appname("pg_paxos leader");
+	PaxosWorkerConnect("pg_paxos leader");
 	groups_context = AllocSetContextCreate(TopMemoryContext, "pg_paxos leader groups",
 										   ALLOCSET_DEFAULT_SIZES);
 	tick_context = AllocSetContextCreate(TopMemoryContext, "pg_paxos leader tick",

@@ -51,19 +51,15 @@ GroupLoad(const char *group_id, GroupInfo *group)
 	bool		isnull;
 	int			rc;
 
-	if (plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
+	Oid			types[1] = {TEXTOID};
 
-		plan = SPI_prepare("SELECT group_id, own_connection_string,"
-						   " last_applied_round, config_round, compacted_below"
-						   " FROM pgp_metadata.\"group\" WHERE group_id = $1",
-						   1, types);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "pg_paxos: could not prepare group lookup");
-	}
 	values[0] = CStringGetTextDatum(group_id);
-	rc = SPI_execute_plan(plan, values, NULL, false, 1);
+	rc = SPI_execute_plan(PaxosKeptPlan(&plan,
+										"SELECT group_id, own_connection_string,"
+										" last_applied_round, config_round, compacted_below"
+										" FROM pgp_metadata.\"group\" WHERE group_id = $1",
+										1, types),
+						  values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pg_paxos: group lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)

@@ -6,7 +6,11 @@
 #include "pg_paxos.h"
 
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "tcop/tcopprot.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
@@ -44,6 +48,41 @@ int			PaxosRpcTimeoutMs = 2000;
 int			PaxosTimeoutMs = 30000;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
+
+/*
+ * RegisterWorker registers one of pg_paxos's background workers, started
+ * once recovery is over and restarted a second after it exits.
+ */
+static void
+RegisterWorker(const char *name, const char *function)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_paxos");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * PaxosWorkerConnect starts a background worker's life: signals (SIGHUP
+ * reloads the configuration, SIGTERM ends it), and a connection to
+ * pg_paxos.database.
+ */
+void
+PaxosWorkerConnect(const char *name)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(PaxosDatabase, NULL, 0);
+	pgstat_report_appname(name);
+}
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* PaxosShmemRequest asks for the leaders' views and the commit queue. */
@@ -149,9 +188,10 @@ _PG_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = PaxosShmemStartup;
 
-	PaxosRegisterWorker();
-	PaxosRegisterLeaderWorker();
-	PaxosRegisterBatcher();
+	/* one process per concern: a long apply never delays a heartbeat */
+	RegisterWorker("pg_paxos worker", "PaxosWorkerMain");
+	RegisterWorker("pg_paxos leader", "PaxosLeaderWorkerMain");
+	RegisterWorker("pg_paxos batcher", "PaxosBatcherMain");
 	PaxosInitCapture();
 	PaxosInitStrongReads();
 	PaxosInitDdl();

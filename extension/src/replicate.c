@@ -361,6 +361,15 @@ PaxosCopyReplicatedTables(PGconn *conn, const char *group_id, const char *displa
 	PaxosCopyMetadataRows(conn, group_id, display, "cancelled_txn");
 	/* transactions the copied tables hold but the peer has not passed yet */
 	PaxosCopyMetadataRows(conn, group_id, display, "local_commit");
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(group_id)};
+
+		if (SPI_execute_with_args("UPDATE pgp_metadata.local_commit SET copied = true"
+								  " WHERE group_id = $1", 1, types, values, NULL, false, 0)
+			!= SPI_OK_UPDATE)
+			elog(ERROR, "pg_paxos: could not mark the copied transactions");
+	}
 
 	res = PaxosRemoteQuery(conn, "SELECT table_oid::text FROM pgp_metadata.replicated_tables"
 						   " WHERE group_id = $1", group_id, display);

@@ -82,21 +82,9 @@ GetPlan(RoundPlan which)
 	Oid			types[9] = {TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID,
 	TEXTOID, INT8OID, TEXTOID, BOOLOID};
 
-	if (plans[which] == NULL)
-	{
-		SPIPlanPtr	plan;
-
-		if (which == PLAN_DECIDED_IN || which == PLAN_UNDECIDED_IN)
-			types[2] = types[3] = INT8OID;
-		plan = SPI_prepare(sql[which], nargs[which], types);
-		if (plan == NULL)
-			elog(ERROR, "pg_paxos: SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "pg_paxos: SPI_keepplan failed");
-		plans[which] = plan;
-	}
-	return plans[which];
+	if (which == PLAN_DECIDED_IN || which == PLAN_UNDECIDED_IN)
+		types[2] = types[3] = INT8OID;
+	return PaxosKeptPlan(&plans[which], sql[which], nargs[which], types);
 }
 
 /* StateFromTuple reads ROUND_STATE_COLUMNS; strings land in the current context. */

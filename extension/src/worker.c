@@ -80,26 +80,8 @@ static void RunOnce(uint64 iteration);
 static void RunStep(WorkerGroup *wg, GroupStep step, const char *what, bool *failing);
 static void SnapshotStep(WorkerGroup *wg);
 static void CompactStep(WorkerGroup *wg);
-
-/*
- * PaxosRegisterWorker registers the worker at server start (from
- * _PG_init, which only runs there: pg_paxos must be preloaded).
- */
-void
-PaxosRegisterWorker(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_paxos");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "PaxosWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_paxos worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_paxos worker");
-	RegisterBackgroundWorker(&worker);
-}
+static void LearnStep(WorkerGroup *wg);
+static void ApplyExclusiveStep(WorkerGroup *wg);
 
 /* FindGroup returns the worker's entry for a group, creating it. */
 static WorkerGroup *
@@ -227,6 +209,30 @@ SnapshotStep(WorkerGroup *wg)
 	}
 }
 
+/* Whether this round of the worker asks the group how far the log goes. */
+static bool catch_up = false;
+
+/*
+ * LearnStep learns what this node misses of a group and applies it, once
+ * the ACCESS EXCLUSIVE locks a TRUNCATE or DDL round missed last time are
+ * granted.
+ */
+static void
+LearnStep(WorkerGroup *wg)
+{
+	LearnGroup(wg, catch_up);
+	if (PaxosLockExclusiveTables())
+		ApplyGroup(wg);
+}
+
+/* ApplyExclusiveStep applies, if it gets them now, past such a round. */
+static void
+ApplyExclusiveStep(WorkerGroup *wg)
+{
+	if (PaxosLockExclusiveTables())
+		ApplyGroup(wg);
+}
+
 /* CompactStep compacts the log of a group that replicates tables. */
 static void
 CompactStep(WorkerGroup *wg)
@@ -306,7 +312,7 @@ RunOnce(uint64 iteration)
 	for (i = 0; i < ngroups; i++)
 	{
 		WorkerGroup *wg = &groups[i];
-		MemoryContext oldcontext = CurrentMemoryContext;
+		bool		was_failing;
 
 		if (!wg->seen)
 		{
@@ -318,50 +324,17 @@ RunOnce(uint64 iteration)
 
 		RunStep(wg, SnapshotStep, "copy a snapshot of", &wg->snapshot_failing);
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		PG_TRY();
-		{
-			LearnGroup(wg, iteration % PAXOS_CATCHUP_EVERY == 0);
-			if (PaxosLockExclusiveTables())
-				ApplyGroup(wg);
-			PopActiveSnapshot();
-			CommitTransactionCommand();
+		catch_up = iteration % PAXOS_CATCHUP_EVERY == 0;
+		was_failing = wg->failing;
+		RunStep(wg, LearnStep, "learn", &wg->failing);
 
-			/* a TRUNCATE or DDL round missed its lock: take it, go on now */
-			if (PaxosExclusiveTablesPending())
-			{
-				StartTransactionCommand();
-				PushActiveSnapshot(GetTransactionSnapshot());
-				if (PaxosLockExclusiveTables())
-					ApplyGroup(wg);
-				PopActiveSnapshot();
-				CommitTransactionCommand();
-			}
-			if (wg->failing)
-				ereport(LOG,
-						(errmsg("pg_paxos worker: group \"%s\" is learning again, up to round " INT64_FORMAT,
-								wg->group_id, wg->learned_upto)));
-			wg->failing = false;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcontext);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			if (!wg->failing)
-				ereport(LOG,
-						(errmsg("pg_paxos worker: could not learn group \"%s\": %s",
-								wg->group_id, edata->message),
-						 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
-			FreeErrorData(edata);
-			wg->failing = true;
-		}
-		PG_END_TRY();
+		/* a TRUNCATE or DDL round missed its lock: take it, go on now */
+		if (!wg->failing && PaxosExclusiveTablesPending())
+			RunStep(wg, ApplyExclusiveStep, "learn", &wg->failing);
+		if (was_failing && !wg->failing)
+			ereport(LOG,
+					(errmsg("pg_paxos worker: group \"%s\" is learning again, up to round " INT64_FORMAT,
+							wg->group_id, wg->learned_upto)));
 
 		if (wg->replicating && PaxosCompactionIntervalMs > 0 &&
 			TimestampDifferenceExceeds(wg->compacted_at, GetCurrentTimestamp(),
@@ -382,11 +355,7 @@ PaxosWorkerMain(Datum arg)
 {
 	uint64		iteration = 0;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(PaxosDatabase, NULL, 0);
-	pgstat_report_appname("pg_paxos worker");
+	PaxosWorkerConnect("pg_paxos worker");
 
 	for (;;)
 	{

@@ -17,10 +17,8 @@ by its data directory, and removes the files.
 
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,30 +33,7 @@ import pgcluster  # noqa: E402
 
 PAXOSD = os.path.join(ROOT, 'agent', 'build', 'paxosd')
 PAXOSCTL = os.path.join(ROOT, 'agent', 'build', 'paxosctl')
-PG_PORTS = (21000, 22999)
-AGENT_PORTS = (23000, 23999)
-_taken = set()
-
-
-def pick_port(lo_hi):
-    """A port in the range that nobody listens on and we never handed out
-    (bound once to make sure)."""
-    lo, hi = lo_hi
-    for _ in range(2000):
-        port = random.randint(lo, hi)
-        if port in _taken:
-            continue
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(('127.0.0.1', port))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        _taken.add(port)
-        return port
-    raise RuntimeError('no free port in %d-%d' % lo_hi)
+# ports: pgcluster.free_port(), the one picker of the whole test suite
 
 
 class HttpResult:
@@ -102,8 +77,8 @@ class Agent:
         self.id = node_id
         self.dir = os.path.join(cluster.basedir, 'node%d' % node_id)
         self.datadir = os.path.join(self.dir, 'data')
-        self.pg_port = pick_port(PG_PORTS)
-        self.http_port = pick_port(AGENT_PORTS)
+        self.pg_port = pgcluster.free_port()
+        self.http_port = pgcluster.free_port()
         self.conf = os.path.join(cluster.basedir, 'paxosd%d.conf' % node_id)
         self.logfile = os.path.join(cluster.basedir, 'paxosd%d.log'
                                     % node_id)

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 
 import agentcluster
+from agentcluster import pgcluster
 
 ROOT = agentcluster.ROOT
 
@@ -23,9 +24,8 @@ def run_demo(env, *args, timeout=240):
 def test_demo_start_status_stop():
     base = tempfile.mkdtemp(prefix='pgp-demo-test-')
     os.rmdir(base)      # demo.sh makes it
-    pg = [agentcluster.pick_port(agentcluster.PG_PORTS) for _ in range(3)]
-    http = [agentcluster.pick_port(agentcluster.AGENT_PORTS)
-            for _ in range(3)]
+    pg = [pgcluster.free_port() for _ in range(3)]
+    http = [pgcluster.free_port() for _ in range(3)]
     env = dict(os.environ, PGP_DEMO_DIR=base, PGP_DEMO_NO_BUILD='1',
                PGP_DEMO_PORTS=' '.join(map(str, pg)),
                PGP_DEMO_AGENT_PORTS=' '.join(map(str, http)))
