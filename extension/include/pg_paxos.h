@@ -96,6 +96,7 @@ extern void RoundStoreStep(const char *group_id, int64 round,
 						   px_acceptor_state *result);
 extern bool RoundStoreLoad(const char *group_id, int64 round, bool for_update,
 						   px_acceptor_state *st);
+extern int64 RoundStoreMaxRoundLatest(const char *group_id);
 extern int64 RoundStoreMaxRound(const char *group_id, bool accepted_only);
 extern bool RoundStoreLearn(const char *group_id, int64 round,
 							const px_ballot *ballot, px_value value);
@@ -322,6 +323,21 @@ typedef struct PaxosBatchTicket
 
 extern Size PaxosBatchShmemSize(void);
 extern void PaxosBatchShmemInit(void);
+
+/* apply progress in shared memory (apply_progress.c) */
+extern Size PaxosProgressShmemSize(void);
+extern void PaxosProgressShmemInit(void);
+extern void PaxosProgressInit(void);
+extern void PaxosSetApplier(Latch *latch);
+extern void PaxosWakeApplier(void);
+extern void PaxosWakeApplierAtCommit(void);
+extern void PaxosNoteAppliedAtCommit(const char *group_id, int64 round);
+extern int64 PaxosAppliedHere(const char *group_id);
+extern void PaxosNoteAcceptedAtCommit(const char *group_id, int64 round);
+extern int64 PaxosLocalMaxAccepted(const char *group_id);
+extern int64 PaxosSharedGroupRound(const char *group_id);
+extern void PaxosForgetProgress(const char *group_id);
+extern bool PaxosWaitApplied(const char *group_id, int64 round, int timeout_ms);
 extern bool PaxosBatchFits(Size len);
 extern void PaxosBatchSubmit(const char *group_id, const char *entry,
 							 PaxosBatchResult *result);
@@ -402,6 +418,7 @@ extern void PaxosSubmitTransaction(const char *group_id, const char *txn_id,
 								   const char *entry, PaxosBatchResult *result);
 extern int64 PaxosAppendAlone(const char *group_id, const char *value_id,
 							  const char *value);
+extern int64 *PaxosCertifyHere(const char *group_id, int64 max_round, int *nentries);
 extern int64 *PaxosCertifyRound(const char *group_id, int64 round, int *nentries);
 extern int64 PaxosCertifiedUpTo(const char *group_id);
 extern List *PaxosSplitBatch(const char *value);

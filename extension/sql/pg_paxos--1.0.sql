@@ -72,11 +72,10 @@ CREATE TABLE pgp_metadata.replicated_tables (
 );
 
 /*
- * Certification and application of each entry on this node: committed
- * (false: the transaction failed certification against conflict_round),
- * and whether it is applied here.  A round holds one entry, or a batch of
- * transactions (entry_index 0, 1, ...); txn_id names a transaction.  One
- * row per certified entry.
+ * Certification of each entry on this node: committed (false: the
+ * transaction failed certification against conflict_round).  A round holds
+ * one entry, or a batch of transactions (entry_index 0, 1, ...); txn_id
+ * names a transaction.  One row per certified entry.
  */
 CREATE TABLE pgp_metadata.outcome (
 	group_id text NOT NULL,
@@ -85,10 +84,15 @@ CREATE TABLE pgp_metadata.outcome (
 	txn_id text,
 	committed boolean NOT NULL,
 	conflict_round bigint,
-	applied boolean NOT NULL DEFAULT false,
 	PRIMARY KEY (group_id, round_num, entry_index)
 );
 CREATE INDEX ON pgp_metadata.outcome (group_id, txn_id) WHERE txn_id IS NOT NULL;
+
+/* Each certified entry, and whether it is applied here: the applier's cursor says. */
+CREATE VIEW pgp_metadata.entry_status AS
+	SELECT o.group_id, o.round_num, o.entry_index, o.txn_id, o.committed, o.conflict_round,
+		   o.committed AND o.round_num <= g.last_applied_round AS applied
+	FROM pgp_metadata.outcome o JOIN pgp_metadata."group" g USING (group_id);
 
 /*
  * Transactions whose changes this node's tables hold already, though its
@@ -102,6 +106,8 @@ CREATE TABLE pgp_metadata.local_commit (
 	copied boolean NOT NULL DEFAULT false,	-- came with a snapshot
 	PRIMARY KEY (group_id, txn_id)
 );
+-- the applier asks "any copied rows?" every time: an index of just those
+CREATE INDEX local_commit_copied ON pgp_metadata.local_commit (group_id) WHERE copied;
 
 /*
  * Transactions whose origin lost its leader before it knew whether their

@@ -307,7 +307,8 @@ paxos_max_accepted_round(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
-	max_round = RoundStoreMaxRound(group_id, accepted_only);
+	max_round = accepted_only ? PaxosLocalMaxAccepted(group_id)
+		: RoundStoreMaxRound(group_id, false);
 	SPI_finish();
 
 	PG_RETURN_INT64(max_round);

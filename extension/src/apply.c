@@ -69,8 +69,7 @@ static void ApplyChangesAsReplica(const char *group_id, int64 round, const char 
 static bool WaitForLocalOrigin(const char *group_id, const char *entry);
 static bool LockApplier(const char *group_id, bool wait_briefly);
 static void RememberExclusiveTables(const char *entry);
-static void ClaimAndApply(const char *group_id, int64 round, int index, const char *entry);
-static void ClaimAndApplyRound(const char *group_id, int64 round, const char *value);
+static void ApplyCommittedRound(const char *group_id, int64 round, const char *value);
 static bool TryApplyExclusive(const char *group_id, int64 round, const char *value);
 static bool OnApplied(void *arg, int host, PGresult *res, const char *error);
 
@@ -141,6 +140,7 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 	}
 	GroupLoadOrError(group_id, &group);
 	SPI_finish();
+	PaxosNoteAppliedAtCommit(group_id, group.last_applied_round);
 	if (group.last_applied_round >= max_round)
 		return group.last_applied_round;
 
@@ -155,6 +155,14 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 	{
 		static SPIPlanPtr others_plan = NULL;
 		bool		isnull;
+		int			save_nestlevel = NewGUCNestLevel();
+
+		/*
+		 * Replica role for the whole call (ApplyChangesAsReplica), not per
+		 * entry: changing session_replication_role empties the plan cache.
+		 */
+		(void) set_config_option("session_replication_role", "replica", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
 		values[0] = CStringGetTextDatum(group_id);
 		if (SPI_execute_plan(PaxosKeptPlan(&others_plan,
@@ -199,7 +207,7 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 				}
 				continue;
 			}
-			ClaimAndApplyRound(group_id, round, st.value.data);
+			ApplyCommittedRound(group_id, round, st.value.data);
 		}
 		values[0] = CStringGetTextDatum(group_id);
 		values[1] = Int64GetDatum(max_round);
@@ -209,8 +217,10 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 										   2, types),
 							 values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "pg_paxos: could not record the applied round");
+		AtEOXact_GUC(true, save_nestlevel);
 	}
 	SPI_finish();
+	PaxosNoteAppliedAtCommit(group_id, max_round);
 	return max_round;
 }
 
@@ -253,40 +263,48 @@ WaitForLocalOrigin(const char *group_id, const char *entry)
 }
 
 /*
- * ClaimAndApply applies a committed transaction of a round unless its
- * origin did (claiming it with the outcome row, see the file header).
+ * ApplyCommittedRound applies the committed transactions of a round in
+ * batch order, each unless its origin did (see the file header).  The
+ * cursor, which commits with the changes, is what makes this happen once.
  */
 static void
-ClaimAndApply(const char *group_id, int64 round, int index, const char *entry)
+ApplyCommittedRound(const char *group_id, int64 round, const char *value)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
-	Datum		values[3];
-	bool		applied_by_origin = WaitForLocalOrigin(group_id, entry);
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+	List	   *entries = PaxosSplitBatch(value);
+	bool	   *committed = palloc0(sizeof(bool) * Max(1, list_length(entries)));
+	ListCell   *lc;
+	uint64		i;
 
 	values[0] = CStringGetTextDatum(group_id);
 	values[1] = Int64GetDatum(round);
-	values[2] = Int32GetDatum(index);
 	if (SPI_execute_plan(PaxosKeptPlan(&plan,
-									   "UPDATE pgp_metadata.outcome SET applied = true"
-									   " WHERE group_id = $1 AND round_num = $2 AND entry_index = $3"
-									   " AND committed AND NOT applied", 3, types),
-						 values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "pg_paxos: could not claim round " INT64_FORMAT, round);
-	if (SPI_processed == 1 && !applied_by_origin)
-		ApplyChangesAsReplica(group_id, round, entry);
-}
+									   "SELECT entry_index, committed FROM pgp_metadata.outcome"
+									   " WHERE group_id = $1 AND round_num = $2", 2, types),
+						 values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: could not read the outcome of round " INT64_FORMAT, round);
+	if (SPI_processed != (uint64) list_length(entries))
+		elog(ERROR, "pg_paxos: round " INT64_FORMAT " has %d entries but " UINT64_FORMAT " outcomes",
+			 round, list_length(entries), SPI_processed);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int			index = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 1, &isnull));
 
-/* ClaimAndApplyRound applies the transactions of a round in batch order. */
-static void
-ClaimAndApplyRound(const char *group_id, int64 round, const char *value)
-{
-	List	   *entries = PaxosSplitBatch(value);
-	ListCell   *lc;
-	int			index = 0;
-
+		if (index >= 0 && index < list_length(entries))
+			committed[index] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 2, &isnull));
+	}
 	foreach(lc, entries)
-		ClaimAndApply(group_id, round, index++, (char *) lfirst(lc));
+	{
+		const char *entry = (const char *) lfirst(lc);
+
+		if (committed[foreach_current_index(lc)] && !WaitForLocalOrigin(group_id, entry))
+			ApplyChangesAsReplica(group_id, round, entry);
+	}
 	list_free_deep(entries);
 }
 
@@ -381,7 +399,7 @@ TryApplyExclusive(const char *group_id, int64 round, const char *value)
 	{
 		(void) set_config_option("lock_timeout", "100ms", PGC_USERSET,
 								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-		ClaimAndApplyRound(group_id, round, value);
+		ApplyCommittedRound(group_id, round, value);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -416,6 +434,7 @@ ApplyChangesAsReplica(const char *group_id, int64 round, const char *entry)
 	int			save_nestlevel = NewGUCNestLevel();
 	bool		save_applying = PaxosApplying;
 
+	/* (already so while PaxosApplyUpTo runs: then this costs nothing) */
 	(void) set_config_option("session_replication_role", "replica", PGC_SUSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
@@ -518,7 +537,12 @@ PaxosExecuteLogValue(const char *group_id, int64 round, const char *sql)
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		int			rc = SPI_execute(sql, false, 0);
+		int			rc;
+
+		/* a value runs as an ordinary statement, triggers and all */
+		(void) set_config_option("session_replication_role", "origin", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+		rc = SPI_execute(sql, false, 0);
 
 		if (rc < 0)
 			elog(ERROR, "pg_paxos: could not execute log entry: %s",

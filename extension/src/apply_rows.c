@@ -2,7 +2,8 @@
  * apply_rows.c
  *    Applying one committed transaction entry: its row changes, TRUNCATE
  *    and DDL, in order, with statements built from the local catalog
- *    (columns, primary key, sequences) and the row images the log carries.
+ *    (columns, primary key, sequences), prepared once per table, and the
+ *    row images the log carries as their parameters.
  *
  * Consecutive inserts into one table are one statement.  An UPDATE or
  * DELETE finds its row by primary key, or, in a table without one, by the
@@ -31,6 +32,7 @@ static char *ColumnList(Oid relid, bool key_only, bool for_update, const char *p
 static void ApplyInserts(int64 round, const char *rel, StringInfo rows);
 static void ApplyRowChange(int64 round, const char *op, const char *rel,
 						   const char *old_row, const char *new_row);
+static SPIPlanPtr ApplyPlan(Oid relid, char op, const char *rel);
 
 /* RelationFromName resolves a qualified table name from the log. */
 static Oid
@@ -113,31 +115,71 @@ typedef struct SequenceCacheEntry
 
 static HTAB *sequence_cache = NULL;
 
+/*
+ * The statements that apply changes to a table, prepared once per table
+ * and kind of change: an entry's row images are parameters.  A relcache
+ * invalidation of the table (ALTER TABLE) makes them stale, since their
+ * column lists come from its catalog.
+ */
+typedef struct ApplyPlanKey
+{
+	Oid			relid;
+	char		op;				/* 'I', 'U' or 'D' */
+} ApplyPlanKey;
+
+typedef struct ApplyPlanEntry
+{
+	ApplyPlanKey key;
+	SPIPlanPtr	plan;
+	bool		stale;
+} ApplyPlanEntry;
+
+static HTAB *apply_plans = NULL;
+
 static void
-InvalidateSequenceCache(Datum arg, Oid relid)
+InvalidateTableCaches(Datum arg, Oid relid)
 {
 	if (sequence_cache != NULL)
 	{
 		hash_destroy(sequence_cache);
 		sequence_cache = NULL;
 	}
+	if (apply_plans != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		ApplyPlanEntry *e;
+
+		/* freed at their next use: one may be running now */
+		hash_seq_init(&status, apply_plans);
+		while ((e = hash_seq_search(&status)) != NULL)
+			if (!OidIsValid(relid) || e->key.relid == relid)
+				e->stale = true;
+	}
+}
+
+/* RegisterTableCaches hooks the invalidation of both caches, once. */
+static void
+RegisterTableCaches(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(InvalidateTableCaches, (Datum) 0);
+		registered = true;
+	}
 }
 
 static List *
 OwnedSequences(Oid relid)
 {
-	static bool registered = false;
 	SequenceCacheEntry *e;
 	bool		found;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 	uint64		i;
 
-	if (!registered)
-	{
-		CacheRegisterRelcacheCallback(InvalidateSequenceCache, (Datum) 0);
-		registered = true;
-	}
+	RegisterTableCaches();
 	if (sequence_cache == NULL)
 	{
 		HASHCTL		ctl;
@@ -211,62 +253,114 @@ void
 PaxosInsertRows(const char *rel, const char *json_rows)
 {
 	Oid			relid = RelationFromName(rel);
-	char	   *cols = ColumnList(relid, false, false, "");
-	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 
 	values[0] = CStringGetTextDatum(json_rows);
-	if (SPI_execute_with_args(psprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE"
-									   " SELECT %s FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)",
-									   rel, cols, cols, rel),
-							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_plan(ApplyPlan(relid, 'I', rel), values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "pg_paxos: could not insert rows into %s", rel);
 	AdvanceSequences(relid, json_rows);
 }
 
 /*
- * ApplyRowChange applies one UPDATE or DELETE.  A table with a primary key
- * finds the row by it; one without by the whole old row (one of identical
- * rows).  Exactly one row must be found.
+ * ApplySql is the statement that applies one kind of change to a table:
+ * rows inserted from a JSON array of row images ($1); a row updated ($2:
+ * its new image) or deleted, found by its primary key, or, in a table
+ * without one, by the whole old row ($1; one of identical rows).
  */
-static void
-ApplyRowChange(int64 round, const char *op, const char *rel,
-			   const char *old_row, const char *new_row)
+static char *
+ApplySql(Oid relid, char op, const char *rel)
 {
-	Oid			relid = RelationFromName(rel);
 	char	   *keycols = ColumnList(relid, true, false, "");
 	char	   *target;
-	char	   *sql;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	int			rc;
+	char	   *cols;
 
+	if (op == 'I')
+	{
+		cols = ColumnList(relid, false, false, "");
+		return psprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE"
+						" SELECT %s FROM jsonb_populate_recordset(NULL::%s, $1::jsonb)",
+						rel, cols, cols, rel);
+	}
 	if (keycols[0] != '\0')
 		target = psprintf("(%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1::jsonb))",
 						  ColumnList(relid, true, false, "t."), keycols, rel);
 	else
 		target = psprintf("t.ctid = (SELECT r.ctid FROM %s r WHERE r IS NOT DISTINCT FROM"
 						  " jsonb_populate_record(NULL::%s, $1::jsonb) LIMIT 1)", rel, rel);
+	if (op == 'D')
+		return psprintf("DELETE FROM %s t WHERE %s", rel, target);
+
+	cols = ColumnList(relid, false, true, "");
+	/* a one-column list needs no parentheses (they would make it ROW()) */
+	if (strchr(cols, ',') == NULL)
+		return psprintf("UPDATE %s t SET %s = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2::jsonb))"
+						" WHERE %s", rel, cols, cols, rel, target);
+	return psprintf("UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2::jsonb))"
+					" WHERE %s", rel, cols, cols, rel, target);
+}
+
+/* ApplyPlan returns the kept statement for a kind of change to a table. */
+static SPIPlanPtr
+ApplyPlan(Oid relid, char op, const char *rel)
+{
+	ApplyPlanKey key;
+	ApplyPlanEntry *e;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	char	   *sql;
+	SPIPlanPtr	plan;
+
+	RegisterTableCaches();
+	if (apply_plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(ApplyPlanKey);
+		ctl.entrysize = sizeof(ApplyPlanEntry);
+		ctl.hcxt = TopMemoryContext;
+		apply_plans = hash_create("pg_paxos apply plans", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.relid = relid;
+	key.op = op;
+	e = hash_search(apply_plans, &key, HASH_FIND, NULL);
+	if (e != NULL && !e->stale)
+		return e->plan;
+	if (e != NULL)
+	{
+		SPI_freeplan(e->plan);
+		(void) hash_search(apply_plans, &key, HASH_REMOVE, NULL);
+	}
+
+	sql = ApplySql(relid, op, rel);
+	plan = SPI_prepare_cursor(sql, op == 'U' ? 2 : 1, types, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "pg_paxos: could not prepare \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "pg_paxos: could not keep a plan");
+	e = hash_search(apply_plans, &key, HASH_ENTER, NULL);
+	e->plan = plan;
+	e->stale = false;
+	return plan;
+}
+
+/*
+ * ApplyRowChange applies one UPDATE or DELETE.  Exactly one row must be
+ * found.
+ */
+static void
+ApplyRowChange(int64 round, const char *op, const char *rel,
+			   const char *old_row, const char *new_row)
+{
+	Oid			relid = RelationFromName(rel);
+	Datum		values[2];
+	int			rc;
 
 	values[0] = CStringGetTextDatum(old_row);
-	if (op[0] == 'U')
-	{
-		char	   *cols = ColumnList(relid, false, true, "");
-
-		values[1] = CStringGetTextDatum(new_row);
-		sql = psprintf("UPDATE %s t SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2::jsonb))"
-					   " WHERE %s", rel, cols, cols, rel, target);
-		/* a one-column list needs ROW() around the subquery's side */
-		if (strchr(cols, ',') == NULL)
-			sql = psprintf("UPDATE %s t SET %s = (SELECT %s FROM jsonb_populate_record(NULL::%s, $2::jsonb))"
-						   " WHERE %s", rel, cols, cols, rel, target);
-		rc = SPI_execute_with_args(sql, 2, types, values, NULL, false, 0);
-	}
-	else
-	{
-		sql = psprintf("DELETE FROM %s t WHERE %s", rel, target);
-		rc = SPI_execute_with_args(sql, 1, types, values, NULL, false, 0);
-	}
+	values[1] = op[0] == 'U' ? CStringGetTextDatum(new_row) : (Datum) 0;
+	rc = SPI_execute_plan(ApplyPlan(relid, op[0], rel), values, NULL, false, 0);
 	if (rc < 0)
 		elog(ERROR, "pg_paxos: could not apply round " INT64_FORMAT ": %s",
 			 round, SPI_result_code_string(rc));
@@ -288,6 +382,7 @@ ApplyRowChange(int64 round, const char *op, const char *rel,
 void
 PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 {
+	static SPIPlanPtr changes_plan = NULL;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 	SPITupleTable *tuptable;
@@ -297,9 +392,11 @@ PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 	char	   *insert_rel = NULL;
 
 	values[0] = CStringGetTextDatum(entry);
-	if (SPI_execute_with_args("SELECT c->>'op', c->>'rel', (c->'old')::text, (c->'new')::text, c->>'sql'"
-							  " FROM jsonb_array_elements($1::jsonb->'changes') c",
-							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(PaxosKeptPlan(&changes_plan,
+									   "SELECT c->>'op', c->>'rel', (c->'old')::text, (c->'new')::text, c->>'sql'"
+									   " FROM jsonb_array_elements($1::jsonb->'changes') c",
+									   1, types),
+						 values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_paxos: could not read the changes of round " INT64_FORMAT, round);
 	tuptable = SPI_tuptable;
 	n = SPI_processed;

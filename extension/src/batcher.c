@@ -75,9 +75,17 @@ RunBatch(MemoryContext context)
 		value_id = psprintf(PAXOS_TXN_PREFIX "batch/%s/%016llx", PaxosOwnNodeId(),
 							(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
 		round = PaxosAppendAlone(group_id, value_id, value.data);
-		conflicts = PaxosCertifyRound(group_id, round, &n);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+
+		/* certified here, in a transaction of its own (certify.c) */
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		MemoryContextSwitchTo(context);
+		conflicts = PaxosCertifyHere(group_id, round, &n);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(context);
 		i = 0;
 		foreach(lc, tickets)
 		{

@@ -27,6 +27,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(paxos_certify);
 
@@ -104,6 +106,91 @@ PaxosSplitBatch(const char *value)
 }
 
 /*
+ * The certification index as this process last left it: the last round
+ * that wrote each key it looked up or wrote (-1: none), valid while the
+ * group's certification cursor is where this process left it.  The index
+ * at a given round is a function of the log, so whoever certified up to
+ * there left the same table.  Keys too long to cache are looked up.
+ */
+#define CERT_CACHE_KEY_MAX 128
+#define CERT_CACHE_ENTRIES_MAX 200000
+
+typedef struct CertCacheEntry
+{
+	char		key[CERT_CACHE_KEY_MAX];
+	int64		round;
+} CertCacheEntry;
+
+static HTAB *cert_cache = NULL;
+static char cert_cache_group[PAXOS_GROUP_ID_MAX];
+static int64 cert_cache_upto = -2;	/* -2: not valid */
+
+/* Whether the group has cancelled transactions (read once per call). */
+static bool any_cancelled = true;
+
+/*
+ * CertCacheStart makes the cache valid for certifying from cursor on:
+ * kept if this process left the group there, emptied otherwise.  Until
+ * CertCacheDone, a failure leaves it invalid.
+ */
+static void
+CertCacheStart(const char *group_id, int64 cursor)
+{
+	bool		keep = cert_cache != NULL && cert_cache_upto == cursor &&
+		strcmp(cert_cache_group, group_id) == 0 &&
+		hash_get_num_entries(cert_cache) < CERT_CACHE_ENTRIES_MAX;
+
+	if (!keep)
+	{
+		HASHCTL		ctl;
+
+		if (cert_cache != NULL)
+			hash_destroy(cert_cache);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = CERT_CACHE_KEY_MAX;
+		ctl.entrysize = sizeof(CertCacheEntry);
+		ctl.hcxt = TopMemoryContext;
+		cert_cache = hash_create("pg_paxos certification keys", 1024, &ctl,
+								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		strlcpy(cert_cache_group, group_id, sizeof(cert_cache_group));
+	}
+	cert_cache_upto = -2;
+}
+
+/* CertCacheDone: certified up to round, the cache is valid there. */
+static void
+CertCacheDone(int64 round)
+{
+	cert_cache_upto = round;
+}
+
+/* CertCacheGet finds a key's last writing round (-1: none); false if unknown. */
+static bool
+CertCacheGet(const char *key, int64 *round)
+{
+	CertCacheEntry *e;
+
+	if (strlen(key) >= CERT_CACHE_KEY_MAX)
+		return false;
+	e = hash_search(cert_cache, key, HASH_FIND, NULL);
+	if (e == NULL)
+		return false;
+	*round = e->round;
+	return true;
+}
+
+static void
+CertCachePut(const char *key, int64 round)
+{
+	CertCacheEntry *e;
+
+	if (strlen(key) >= CERT_CACHE_KEY_MAX)
+		return;
+	e = hash_search(cert_cache, key, HASH_ENTER, NULL);
+	e->round = round;
+}
+
+/*
  * CertifyEntry certifies one transaction of a round (the caller goes in
  * log order, and in batch order within a round) and records its outcome;
  * returns the conflicting round, or -1 if it commits.  A transaction whose
@@ -111,7 +198,7 @@ PaxosSplitBatch(const char *value)
  * cancellation's round.
  */
 static int64
-CertifyEntry(const char *group_id, int64 round, int index, const char *text)
+CertifyEntry(const char *group_id, int64 round, int index, const char *entry_text)
 {
 	static SPIPlanPtr key_plan = NULL;
 	static SPIPlanPtr cancel_plan = NULL;
@@ -125,7 +212,7 @@ CertifyEntry(const char *group_id, int64 round, int index, const char *text)
 	int			nkeys;
 	int			i;
 
-	PaxosParseEntry(text, &e);
+	PaxosParseEntry(entry_text, &e);
 	values[0] = CStringGetTextDatum(group_id);
 
 	/* one index lookup per key: the keys are few, the index is large */
@@ -133,21 +220,25 @@ CertifyEntry(const char *group_id, int64 round, int index, const char *text)
 					  &keys, NULL, &nkeys);
 	for (i = 0; i < nkeys; i++)
 	{
+		char	   *key = TextDatumGetCString(keys[i]);
 		int64		last;
 
-		values[1] = keys[i];
-		if (SPI_execute_plan(PaxosKeptPlan(&key_plan,
-										   "SELECT round_num FROM pgp_metadata.cert_key"
-										   " WHERE group_id = $1 AND key = $2", 2, types),
-							 values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pg_paxos: could not certify round " INT64_FORMAT, round);
-		if (SPI_processed == 0)
-			continue;
-		last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (!CertCacheGet(key, &last))
+		{
+			values[1] = keys[i];
+			if (SPI_execute_plan(PaxosKeptPlan(&key_plan,
+											   "SELECT round_num FROM pgp_metadata.cert_key"
+											   " WHERE group_id = $1 AND key = $2", 2, types),
+								 values, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "pg_paxos: could not certify round " INT64_FORMAT, round);
+			last = SPI_processed == 0 ? -1 :
+				DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			CertCachePut(key, last);
+		}
 		if (last > e.x)
 			conflict = Max(conflict, last);
 	}
-	if (e.id != NULL)
+	if (e.id != NULL && any_cancelled)
 	{
 		values[1] = CStringGetTextDatum(e.id);
 		if (SPI_execute_plan(PaxosKeptPlan(&cancel_plan,
@@ -173,6 +264,7 @@ CertifyEntry(const char *group_id, int64 round, int index, const char *text)
 											   " DO UPDATE SET round_num = EXCLUDED.round_num", 3, types),
 								 values, NULL, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "pg_paxos: could not record the keys of round " INT64_FORMAT, round);
+			CertCachePut(TextDatumGetCString(keys[i]), round);
 		}
 	}
 	RecordOutcome(group_id, round, index, e.id, conflict);
@@ -246,6 +338,7 @@ CertifyRoundValue(const char *group_id, int64 round, px_value value, int *nentri
 										   " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", 3, types),
 							 values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "pg_paxos: could not record the cancellation in round " INT64_FORMAT, round);
+		any_cancelled = true;
 	}
 	if (value.id != NULL && value.data != NULL &&
 		strncmp(value.id, PAXOS_LEADER_PREFIX, strlen(PAXOS_LEADER_PREFIX)) == 0)
@@ -316,6 +409,21 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 		(void) PaxosLearnLog(group_id, cursor + 1, max_round);
 
 	SPI_connect();
+	if (cursor < max_round)
+	{
+		static SPIPlanPtr cancelled_plan = NULL;
+		bool		isnull;
+
+		CertCacheStart(group_id, cursor);
+		values[0] = CStringGetTextDatum(group_id);
+		if (SPI_execute_plan(PaxosKeptPlan(&cancelled_plan,
+										   "SELECT EXISTS (SELECT 1 FROM pgp_metadata.cancelled_txn"
+										   " WHERE group_id = $1)", 1, types),
+							 values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pg_paxos: could not read pgp_metadata.cancelled_txn");
+		any_cancelled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	for (round = cursor + 1; round <= max_round; round++)
 	{
 		px_acceptor_state st;
@@ -334,6 +442,8 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 			memcpy(conflicts, c, sizeof(int64) * *nentries);
 		}
 	}
+	if (cursor < max_round)
+		CertCacheDone(max_round);
 	if (cursor >= max_round)
 	{
 		values[0] = CStringGetTextDatum(group_id);
@@ -358,25 +468,17 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 }
 
 /*
- * paxos_certify (RPC, called by a node on itself): certify every round up
- * to max_round_num; returns, for each entry of max_round_num, the round it
- * conflicts with, or NULL if it commits.
+ * PaxosCertifyHere certifies every round up to max_round in the current
+ * transaction; returns the conflict of each entry of max_round (-1:
+ * commits) and their number.  The caller commits right after and waits for
+ * nothing meanwhile (it holds the certification lock): the acceptor
+ * (paxos_certify), the batcher and the worker, each in a transaction of
+ * its own.
  */
-Datum
-paxos_certify(PG_FUNCTION_ARGS)
+int64 *
+PaxosCertifyHere(const char *group_id, int64 max_round, int *nentries)
 {
-	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
-	int64		max_round = PaxosInt64Arg(fcinfo, 1, "max_round_num");
 	GroupInfo	group;
-	int64	   *conflicts;
-	int			n;
-	int			i;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			dims[1];
-	int			lbs[1] = {1};
-
-	PaxosCheckRoundNumber(max_round, "max_round_num");
 
 	/*
 	 * Certification is a function of the log: if a crash loses it, it is
@@ -387,7 +489,29 @@ paxos_certify(PG_FUNCTION_ARGS)
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
 	SPI_finish();
-	conflicts = CertifyUpTo(group_id, max_round, &n);
+	return CertifyUpTo(group_id, max_round, nentries);
+}
+
+/*
+ * paxos_certify (RPC, called by a node on itself): certify every round up
+ * to max_round_num; returns, for each entry of max_round_num, the round it
+ * conflicts with, or NULL if it commits.
+ */
+Datum
+paxos_certify(PG_FUNCTION_ARGS)
+{
+	char	   *group_id = PaxosTextArg(fcinfo, 0, "current_group_id");
+	int64		max_round = PaxosInt64Arg(fcinfo, 1, "max_round_num");
+	int64	   *conflicts;
+	int			n;
+	int			i;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	PaxosCheckRoundNumber(max_round, "max_round_num");
+	conflicts = PaxosCertifyHere(group_id, max_round, &n);
 	elems = palloc(sizeof(Datum) * Max(n, 1));
 	nulls = palloc(sizeof(bool) * Max(n, 1));
 	for (i = 0; i < n; i++)

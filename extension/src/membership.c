@@ -334,6 +334,7 @@ paxos_create_group(PG_FUNCTION_ARGS)
 				 errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("paxos group \"%s\" already exists on this node", group_id)));
 	CheckConnstrReachesSelf(connstr, "founder_connection_string");
+	PaxosForgetProgress(group_id);	/* of a group of that name dropped before */
 
 	values[0] = CStringGetTextDatum(group_id);
 	values[1] = CStringGetTextDatum(connstr);
@@ -417,6 +418,9 @@ CopyGroupRows(PGconn *conn, const char *group_id, const char *display, const cha
 	Oid			types[7] = {TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[7];
 	char		nulls[7];
+
+	/* rounds are written here directly: what shared memory knew is void */
+	PaxosForgetProgress(group_id);
 
 	res = PaxosRemoteQuery(conn, "SELECT last_applied_round, config_round, compacted_below"
 						   " FROM pgp_metadata.\"group\" WHERE group_id = $1", group_id, display);
@@ -543,6 +547,7 @@ DeleteGroupLocally(const char *group_id)
 	Datum		values[1];
 
 	values[0] = CStringGetTextDatum(group_id);
+	PaxosForgetProgress(group_id);
 	ExecOrError("DELETE FROM pgp_metadata.replicated_tables WHERE group_id = $1",
 				1, types, values, NULL, SPI_OK_DELETE);
 	ExecOrError("DELETE FROM pgp_metadata.round WHERE group_id = $1",

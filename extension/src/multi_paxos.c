@@ -118,20 +118,39 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 	const char *params[2];
 	MemoryContext outer = CurrentMemoryContext;
 	int			attempt;
+	List	   *others = NIL;
+	int			nhosts;
+	int64		own_round = -1;
+	bool		own_answer = false;
+	ListCell   *lc;
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
-	hosts = PaxosStringListCopy(GroupHostsForRound(group_id, PG_INT64_MAX), outer);
+	hosts = GroupHostsForRound(group_id, PG_INT64_MAX);
+	nhosts = list_length(hosts);
+	foreach(lc, hosts)
+	{
+		/* this node answers for itself without a round trip */
+		if (accepted_only && strcmp((char *) lfirst(lc), group.own_connection_string) == 0)
+			own_answer = true;
+		else
+			others = lappend(others, MemoryContextStrdup(outer, (char *) lfirst(lc)));
+	}
+	if (own_answer)
+		own_round = PaxosLocalMaxAccepted(group_id);
 	SPI_finish();
 
-	peers = PaxosPeersFor(hosts, &npeers);
+	peers = PaxosPeersFor(others, &npeers);
 	params[0] = group_id;
 	params[1] = accepted_only ? "true" : "false";
+	memset(&stats, 0, sizeof(stats));
 	for (attempt = 1;; attempt++)
 	{
-		mc.max_round = -1;
-		mc.answers = 0;
-		mc.quorum = npeers / 2 + 1;
+		mc.max_round = own_round;
+		mc.answers = own_answer ? 1 : 0;
+		mc.quorum = nhosts / 2 + 1;
+		if (mc.answers >= mc.quorum)
+			break;
 		FanoutCall(peers, npeers, RPC_MAX_ROUND, params, 2, PaxosRpcTimeoutMs,
 				   OnMaxRound, &mc, &stats);
 		if (mc.answers >= mc.quorum || attempt >= MAX_ROUND_ATTEMPTS)
@@ -145,7 +164,7 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not reach a majority of paxos group \"%s\"", group_id),
 				 errdetail("%d of %d members answered; a majority is %d.%s%s",
-						   mc.answers, npeers, mc.quorum,
+						   mc.answers, nhosts, mc.quorum,
 						   stats.first_error ? " First failure: " : "",
 						   stats.first_error ? stats.first_error : "")));
 	return mc.max_round;

@@ -85,13 +85,15 @@ PaxosWorkerConnect(const char *name)
 }
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* PaxosShmemRequest asks for the leaders' views and the commit queue. */
+/* PaxosShmemRequest asks for the leaders' views, the commit queue and the
+ * apply progress. */
 static void
 PaxosShmemRequest(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(PaxosLeaderShmemSize(), PaxosBatchShmemSize()));
+	RequestAddinShmemSpace(add_size(add_size(PaxosLeaderShmemSize(), PaxosBatchShmemSize()),
+								   PaxosProgressShmemSize()));
 	RequestNamedLWLockTranche("pg_paxos", 2);
 }
 
@@ -104,6 +106,7 @@ PaxosShmemStartup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	PaxosLeaderShmemInit();
 	PaxosBatchShmemInit();
+	PaxosProgressShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -194,6 +197,7 @@ _PG_init(void)
 	RegisterWorker("pg_paxos batcher", "PaxosBatcherMain");
 	PaxosInitCapture();
 	PaxosInitStrongReads();
+	PaxosProgressInit();
 	PaxosInitDdl();
 }
 
@@ -402,14 +406,18 @@ PaxosUnlockGroup(int lock_class, const char *group_id)
 /*
  * PaxosKeptPlan prepares a statement once per backend and keeps it: the
  * statements the log machinery runs for every round and every entry would
- * otherwise be parsed and planned each time.  Call while connected to SPI.
+ * otherwise be parsed and planned each time.  The plan is generic from the
+ * start: these are key lookups, and planning them anew for each call's
+ * values (what PostgreSQL does for a prepared statement's first runs) is
+ * the cost we keep them to avoid.  Call while connected to SPI.
  */
 SPIPlanPtr
 PaxosKeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
 {
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, types,
+											   CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "pg_paxos: could not prepare \"%s\": %s", sql,

@@ -18,6 +18,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 
 /* Columns of the state, in the order every plan below uses. */
 #define ROUND_STATE_COLUMNS \
@@ -72,11 +73,11 @@ GetPlan(RoundPlan which)
 		" accepted_proposer_id, value_id, value FROM pgp_metadata.round"
 		" WHERE group_id = $1 AND round_num BETWEEN $2 AND $3 AND consensus"
 		" ORDER BY round_num LIMIT $4",
-		[PLAN_UNDECIDED_IN] = "SELECT s FROM generate_series(greatest($2::bigint,"
-		" (SELECT compacted_below FROM pgp_metadata.\"group\" WHERE group_id = $1)), $3::bigint) s"
-		" WHERE NOT EXISTS (SELECT 1 FROM pgp_metadata.round r"
-		" WHERE r.group_id = $1 AND r.round_num = s AND r.consensus)"
-		" ORDER BY s LIMIT $4",
+		[PLAN_UNDECIDED_IN] = "SELECT s.start, r.round_num FROM (SELECT greatest($2::bigint,"
+		" coalesce((SELECT compacted_below FROM pgp_metadata.\"group\" WHERE group_id = $1), 0)) AS start) s"
+		" LEFT JOIN LATERAL (SELECT round_num FROM pgp_metadata.round r WHERE r.group_id = $1"
+		" AND r.round_num BETWEEN s.start AND $3 AND r.consensus ORDER BY r.round_num LIMIT $4) r ON true"
+		" ORDER BY r.round_num",
 	};
 	static const int nargs[PLAN_COUNT] = {2, 2, 9, 9, 1, 1, 4, 4};
 	Oid			types[9] = {TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID,
@@ -213,6 +214,8 @@ RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
 				 SPI_result_code_string(rc));
 		if (found || SPI_processed == 1)
 		{
+			if (st.value.id != NULL)
+				PaxosNoteAcceptedAtCommit(group_id, round);
 			*result = st;
 			return;
 		}
@@ -235,6 +238,27 @@ RoundStoreMaxRound(const char *group_id, bool accepted_only)
 	values[0] = CStringGetTextDatum(group_id);
 	rc = SPI_execute_plan(GetPlan(accepted_only ? PLAN_MAX_ACCEPTED_ROUND : PLAN_MAX_ROUND),
 						  values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_paxos: max round query failed: %s", SPI_result_code_string(rc));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? -1 : DatumGetInt64(d);
+}
+
+/*
+ * RoundStoreMaxRoundLatest is RoundStoreMaxRound(accepted_only) read with
+ * the latest snapshot, whatever the caller's transaction sees.
+ */
+int64
+RoundStoreMaxRoundLatest(const char *group_id)
+{
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+	int			rc;
+
+	values[0] = CStringGetTextDatum(group_id);
+	rc = SPI_execute_snapshot(GetPlan(PLAN_MAX_ACCEPTED_ROUND), values, NULL,
+							  GetLatestSnapshot(), InvalidSnapshot, true, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "pg_paxos: max round query failed: %s", SPI_result_code_string(rc));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -287,6 +311,8 @@ RoundStoreLearn(const char *group_id, int64 round, const px_ballot *ballot,
 						   value.id ? value.id : "")));
 	if (la.newly_decided && MembershipIsChange(value))
 		MembershipApplyChosen(group_id, round, value);
+	if (la.newly_decided)
+		PaxosWakeApplierAtCommit();
 	return la.newly_decided;
 }
 
@@ -312,34 +338,60 @@ RoundStoreDecidedIn(const char *group_id, int64 from_round, int64 to_round,
 	return SPI_processed;
 }
 
+/* Decided rounds read at a time while looking for the undecided ones. */
+#define UNDECIDED_SCAN_CHUNK 4096
+
 /*
  * RoundStoreUndecidedIn fills rounds[] with up to max rounds in [from, to]
  * that this node does not know as decided, in order; returns how many.
- * Compacted rounds are not among them: they were decided.
+ * Compacted rounds are not among them: they were decided.  It reads the
+ * decided rounds of the range in index order and reports the gaps, so the
+ * usual case (a few recent rounds, all decided) is one short index scan.
  */
 int
 RoundStoreUndecidedIn(const char *group_id, int64 from_round, int64 to_round,
 					  int64 *rounds, int max)
 {
 	Datum		values[4];
-	int			rc;
-	uint64		i;
+	int			n = 0;
+	int64		next = from_round;
 
-	if (from_round > to_round)
-		return 0;
 	values[0] = CStringGetTextDatum(group_id);
-	values[1] = Int64GetDatum(from_round);
 	values[2] = Int64GetDatum(to_round);
-	values[3] = Int64GetDatum(max);
-	rc = SPI_execute_plan(GetPlan(PLAN_UNDECIDED_IN), values, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pg_paxos: undecided rounds query failed: %s", SPI_result_code_string(rc));
-	for (i = 0; i < SPI_processed; i++)
+	values[3] = Int64GetDatum(UNDECIDED_SCAN_CHUNK);
+	while (n < max && next <= to_round)
 	{
+		uint64		i;
+		uint64		decided = 0;
 		bool		isnull;
+		int			rc;
 
-		rounds[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-												SPI_tuptable->tupdesc, 1, &isnull));
+		values[1] = Int64GetDatum(next);
+		rc = SPI_execute_plan(GetPlan(PLAN_UNDECIDED_IN), values, NULL, false, 0);
+		if (rc != SPI_OK_SELECT || SPI_processed < 1)
+			elog(ERROR, "pg_paxos: undecided rounds query failed: %s", SPI_result_code_string(rc));
+		next = Max(next, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull)));
+		for (i = 0; i < SPI_processed && n < max; i++)
+		{
+			int64		d = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 2, &isnull));
+
+			if (isnull)
+				break;			/* no decided round in the range */
+			decided++;
+			while (next < d && n < max)
+				rounds[n++] = next++;
+			if (next == d)
+				next = d + 1;
+		}
+		if (decided < UNDECIDED_SCAN_CHUNK)
+		{
+			/* past the last decided round, none is */
+			while (next <= to_round && n < max)
+				rounds[n++] = next++;
+			break;
+		}
 	}
-	return (int) SPI_processed;
+	return n;
 }

@@ -23,6 +23,14 @@
 
 int			PaxosConsistencyModel = PAXOS_CONSISTENCY_STRONG;
 
+/*
+ * How long a statement waits for the background applier to reach the
+ * round it needs before it applies through its own acceptor: the round may
+ * be in flight on the leader (its confirmation comes within a round trip),
+ * or never confirmed (a leader died), which only Paxos settles.
+ */
+#define STRONG_READ_WAIT_MS 100
+
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static bool strong_read_active = false;
@@ -71,8 +79,9 @@ FindReplicatedTables(Node *node, ReadGroups *rg)
  * statement may already hold locks on its tables (parse analysis takes
  * them), so a TRUNCATE or DDL round, which another backend would apply
  * waiting for us while we wait for it, is applied here, in this
- * transaction (rare), when may_apply_here; the rest by our own acceptor,
- * in its transaction.  A statement that has its target table open (an
+ * transaction (rare), when may_apply_here; the rest by the background
+ * applier, which it waits for (apply_progress.c), or, if that does not
+ * come in time, by our own acceptor, in its transaction.  A statement that has its target table open (an
  * INSERT, UPDATE or DELETE being analysed) cannot: it goes on from the
  * state before that round, and certification aborts it if that matters.
  */
@@ -88,13 +97,14 @@ PaxosSyncGroup(const char *group_id, bool may_apply_here)
 		GroupInfo	group;
 
 		PaxosAwaitSnapshot(group_id);
-		target = PaxosMaxGroupRound(group_id, true);
+		target = PaxosSharedGroupRound(group_id);
 
 		/* already there (the usual case on a busy node): no round trip */
 		SPI_connect();
 		GroupLoadOrError(group_id, &group);
 		SPI_finish();
 		if (group.last_applied_round < target &&
+			!PaxosWaitApplied(group_id, target, STRONG_READ_WAIT_MS) &&
 			PaxosApplyThroughSelf(group_id, target, true) < target && may_apply_here)
 			(void) PaxosApplyUpTo(group_id, target, APPLY_ALL);
 	}

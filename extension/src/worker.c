@@ -6,8 +6,16 @@
  *    last round of a burst of appends (learned by peers only with the next
  *    request) does not stay unknown.
  *
+ * It is also the node's applier: woken as soon as a round is decided here
+ * (apply_progress.c), it certifies and applies what it learned, each in a
+ * transaction of its own, and publishes how far it applied, which strong
+ * reads wait for.  Looking for new groups and for snapshots to copy waits
+ * for the next interval.
+ *
  * One worker per server, connected to the database pg_paxos.database.
- * Every pg_paxos.learn_interval it looks at each group: rounds below the
+ * When woken, and every pg_paxos.learn_interval, it looks at each group:
+ * rounds up to the highest one accepted here that are all known as chosen
+ * need nothing; otherwise rounds below the
  * highest one accepted here that are not known as chosen are learned; the
  * highest one only once it stayed unknown for a whole interval, so that the
  * worker does not compete with an append still in flight; and every
@@ -51,6 +59,7 @@ typedef struct WorkerGroup
 	char		group_id[NAMEDATALEN * 2];
 	int64		learned_upto;	/* every round up to here is known chosen */
 	int64		last_top;		/* highest accepted round seen last time */
+	TimestampTz top_since;		/* since when it is the highest */
 	bool		failing;		/* last attempt failed (for logging) */
 	bool		replicating;	/* the group replicates tables: apply it */
 	int64		scanned_upto;	/* rounds looked at for "replicate" entries */
@@ -76,12 +85,12 @@ static WorkerGroup *FindGroup(const char *group_id);
 static List *ListGroups(void);
 static void LearnGroup(WorkerGroup *wg, bool catch_up);
 static void ApplyGroup(WorkerGroup *wg);
-static void RunOnce(uint64 iteration);
+static void RunOnce(bool full, bool catch_up_now);
 static void RunStep(WorkerGroup *wg, GroupStep step, const char *what, bool *failing);
 static void SnapshotStep(WorkerGroup *wg);
 static void CompactStep(WorkerGroup *wg);
 static void LearnStep(WorkerGroup *wg);
-static void ApplyExclusiveStep(WorkerGroup *wg);
+static void ApplyStep(WorkerGroup *wg);
 
 /* FindGroup returns the worker's entry for a group, creating it. */
 static WorkerGroup *
@@ -107,11 +116,13 @@ static List *
 ListGroups(void)
 {
 	MemoryContext outer = CurrentMemoryContext;
+	static SPIPlanPtr plan = NULL;
 	List	   *result = NIL;
 	uint64		i;
 
 	SPI_connect();
-	if (SPI_execute("SELECT group_id FROM pgp_metadata.\"group\" ORDER BY 1", true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(PaxosKeptPlan(&plan, "SELECT group_id FROM pgp_metadata.\"group\" ORDER BY 1",
+									   0, NULL), NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pg_paxos: could not list groups");
 	MemoryContextSwitchTo(outer);
 	for (i = 0; i < SPI_processed; i++)
@@ -138,11 +149,30 @@ LearnGroup(WorkerGroup *wg, bool catch_up)
 	SPI_finish();
 
 	target = top;
+
+	/* everything up to the top decided already (the leader's confirmations) */
+	if (!catch_up && top > wg->learned_upto)
+	{
+		SPI_connect();
+		n = RoundStoreUndecidedIn(wg->group_id, wg->learned_upto + 1, top,
+								  &first_missing, 1);
+		SPI_finish();
+		if (n == 0)
+		{
+			wg->learned_upto = top;
+			return;
+		}
+	}
+	if (top != wg->last_top)
+	{
+		wg->last_top = top;
+		wg->top_since = GetCurrentTimestamp();
+	}
 	if (catch_up)
 		target = Max(target, PaxosMaxGroupRound(wg->group_id, true));
-	else if (top > wg->last_top)
+	else if (!TimestampDifferenceExceeds(wg->top_since, GetCurrentTimestamp(),
+										PaxosLearnIntervalMs))
 		target = top - 1;		/* the newest round may still be in flight */
-	wg->last_top = top;
 	if (target <= wg->learned_upto)
 		return;
 
@@ -213,21 +243,28 @@ SnapshotStep(WorkerGroup *wg)
 static bool catch_up = false;
 
 /*
- * LearnStep learns what this node misses of a group and applies it, once
- * the ACCESS EXCLUSIVE locks a TRUNCATE or DDL round missed last time are
- * granted.
+ * LearnStep learns what this node misses of a group, and, for a group
+ * that replicates tables, certifies it, here rather than through the
+ * node's acceptor: the step is a transaction of its own, which holds the
+ * certification lock only from then on (certify.c).
  */
 static void
 LearnStep(WorkerGroup *wg)
 {
+	int			n;
+
 	LearnGroup(wg, catch_up);
-	if (PaxosLockExclusiveTables())
-		ApplyGroup(wg);
+	if (wg->replicating && wg->learned_upto >= 0 &&
+		PaxosCertifiedUpTo(wg->group_id) < wg->learned_upto)
+		(void) PaxosCertifyHere(wg->group_id, wg->learned_upto, &n);
 }
 
-/* ApplyExclusiveStep applies, if it gets them now, past such a round. */
+/*
+ * ApplyStep applies what this node learned, once the ACCESS EXCLUSIVE
+ * locks a TRUNCATE or DDL round missed last time are granted.
+ */
 static void
-ApplyExclusiveStep(WorkerGroup *wg)
+ApplyStep(WorkerGroup *wg)
 {
 	if (PaxosLockExclusiveTables())
 		ApplyGroup(wg);
@@ -285,29 +322,33 @@ RunStep(WorkerGroup *wg, GroupStep step, const char *what, bool *failing)
  * that one failing group does not hold back the others.
  */
 static void
-RunOnce(uint64 iteration)
+RunOnce(bool full, bool catch_up_now)
 {
-	List	   *names;
-	ListCell   *lc;
 	int			i;
-	bool		installed;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	installed = OidIsValid(get_extension_oid("pg_paxos", true));
-	names = installed ? ListGroups() : NIL;
-	for (i = 0; i < ngroups; i++)
-		groups[i].seen = false;
-	foreach(lc, names)
+	if (full)
 	{
-		WorkerGroup *wg = FindGroup((char *) lfirst(lc));
+		List	   *names;
+		ListCell   *lc;
+		bool		installed;
 
-		if (wg != NULL)
-			wg->seen = true;
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		installed = OidIsValid(get_extension_oid("pg_paxos", true));
+		names = installed ? ListGroups() : NIL;
+		for (i = 0; i < ngroups; i++)
+			groups[i].seen = false;
+		foreach(lc, names)
+		{
+			WorkerGroup *wg = FindGroup((char *) lfirst(lc));
+
+			if (wg != NULL)
+				wg->seen = true;
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
 
 	for (i = 0; i < ngroups; i++)
 	{
@@ -322,15 +363,18 @@ RunOnce(uint64 iteration)
 			continue;
 		}
 
-		RunStep(wg, SnapshotStep, "copy a snapshot of", &wg->snapshot_failing);
+		if (full)
+			RunStep(wg, SnapshotStep, "copy a snapshot of", &wg->snapshot_failing);
 
-		catch_up = iteration % PAXOS_CATCHUP_EVERY == 0;
+		catch_up = catch_up_now;
 		was_failing = wg->failing;
 		RunStep(wg, LearnStep, "learn", &wg->failing);
+		if (!wg->failing)
+			RunStep(wg, ApplyStep, "apply", &wg->failing);
 
 		/* a TRUNCATE or DDL round missed its lock: take it, go on now */
 		if (!wg->failing && PaxosExclusiveTablesPending())
-			RunStep(wg, ApplyExclusiveStep, "learn", &wg->failing);
+			RunStep(wg, ApplyStep, "apply", &wg->failing);
 		if (was_failing && !wg->failing)
 			ereport(LOG,
 					(errmsg("pg_paxos worker: group \"%s\" is learning again, up to round " INT64_FORMAT,
@@ -353,15 +397,41 @@ RunOnce(uint64 iteration)
 void
 PaxosWorkerMain(Datum arg)
 {
-	uint64		iteration = 0;
+	TimestampTz caught_up_at = 0;
+	TimestampTz looked_at = 0;
 
 	PaxosWorkerConnect("pg_paxos worker");
+	PaxosSetApplier(MyLatch);
+
+	/*
+	 * What the worker commits can be done again after a crash (applying
+	 * and its cursor commit together; learned rounds are known to peers;
+	 * compaction and snapshots restart): no need to wait for WAL flushes.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION);
+
+	/*
+	 * The worker applies as a replica; set once, since every change of
+	 * session_replication_role empties the plan cache (apply.c).
+	 */
+	SetConfigOption("session_replication_role", "replica", PGC_SUSET, PGC_S_SESSION);
 
 	for (;;)
 	{
+		bool		full;
+
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 PaxosLearnIntervalMs, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+
+		/*
+		 * Woken for a decided round, it only learns, certifies and applies;
+		 * every interval it also looks for groups and snapshots to copy.
+		 */
+		full = TimestampDifferenceExceeds(looked_at, GetCurrentTimestamp(),
+										  PaxosLearnIntervalMs);
+		if (full)
+			looked_at = GetCurrentTimestamp();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -369,7 +439,14 @@ PaxosWorkerMain(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		pgstat_report_activity(STATE_RUNNING, "learning");
-		RunOnce(iteration++);
+		if (TimestampDifferenceExceeds(caught_up_at, GetCurrentTimestamp(),
+									   PAXOS_CATCHUP_EVERY * PaxosLearnIntervalMs))
+		{
+			caught_up_at = GetCurrentTimestamp();
+			RunOnce(full, true);
+		}
+		else
+			RunOnce(full, false);
 		pgstat_report_activity(STATE_IDLE, NULL);
 	}
 }

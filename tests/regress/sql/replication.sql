@@ -33,7 +33,7 @@ FROM (SELECT value::jsonb->0 v FROM pgp_metadata.round
 -- read's catch-up) finds in pgp_metadata.local_commit
 SELECT count(*) > 0 AS caught_up FROM accounts;
 SELECT o.committed, o.conflict_round, o.applied
-FROM pgp_metadata.outcome o
+FROM pgp_metadata.entry_status o
 WHERE o.group_id = 'rep' ORDER BY round_num DESC LIMIT 1;
 
 -- the values, not the statement: now() is the origin's
