@@ -182,6 +182,7 @@ typedef struct PeerConnection
 	List	   *deferred;		/* learn requests (char *[6]) not sent yet */
 } PeerConnection;
 
+extern PeerConnection **PeerAll(int *n);
 extern PeerConnection *PeerGet(const char *connstr);
 extern bool PeerStartConnect(PeerConnection *peer);
 extern void PeerDisconnect(PeerConnection *peer, const char *why);
@@ -208,6 +209,7 @@ typedef struct FanoutStats
 	char	   *first_error;	/* first failure, for messages */
 } FanoutStats;
 
+extern void FanoutFlushDeferred(int timeout_ms);
 extern void FanoutCall(PeerConnection **peers, int npeers, RpcKind kind,
 					   const char *const *params, int nparams, int timeout_ms,
 					   FanoutResultFn fn, void *arg, FanoutStats *stats);
@@ -334,6 +336,8 @@ extern void PaxosWakeApplierAtCommit(void);
 extern void PaxosNoteAppliedAtCommit(const char *group_id, int64 round);
 extern int64 PaxosAppliedHere(const char *group_id);
 extern void PaxosNoteAcceptedAtCommit(const char *group_id, int64 round);
+extern void PaxosNoteCertifiedAtCommit(const char *group_id, int64 round);
+extern bool PaxosCertifiedAtLeast(const char *group_id, int64 round);
 extern int64 PaxosLocalMaxAccepted(const char *group_id);
 extern int64 PaxosSharedGroupRound(const char *group_id);
 extern void PaxosForgetProgress(const char *group_id);

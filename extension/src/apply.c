@@ -144,7 +144,7 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 	if (group.last_applied_round >= max_round)
 		return group.last_applied_round;
 
-	if (PaxosCertifiedUpTo(group_id) < max_round)
+	if (!PaxosCertifiedAtLeast(group_id, max_round))
 	{
 		int			n;
 

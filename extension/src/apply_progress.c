@@ -34,6 +34,7 @@ typedef struct GroupProgress
 {
 	char		group_id[PAXOS_GROUP_ID_MAX];
 	int64		applied;
+	int64		certified;
 	int64		accepted;		/* highest round with an accepted value */
 	bool		accepted_known; /* read from the round table since start */
 	/* the majority's highest round, asked once for concurrent statements */
@@ -62,6 +63,7 @@ static bool lost_accepted = false;
 
 static void ProgressXactCallback(XactEvent event, void *arg);
 static GroupProgress *PendingFor(const char *group_id);
+static GroupProgress *FindProgress(const char *group_id, bool create);
 
 Size
 PaxosProgressShmemSize(void)
@@ -137,6 +139,35 @@ PaxosNoteAppliedAtCommit(const char *group_id, int64 round)
 		p->applied = Max(p->applied, round);
 }
 
+/* PaxosNoteCertifiedAtCommit: the same for the certification cursor. */
+void
+PaxosNoteCertifiedAtCommit(const char *group_id, int64 round)
+{
+	GroupProgress *p = PendingFor(group_id);
+
+	if (p != NULL)
+		p->certified = Max(p->certified, round);
+}
+
+/*
+ * PaxosCertifiedAtLeast tells whether the group is certified up to round
+ * here: from shared memory when it says so, otherwise from the tables
+ * (PaxosCertifiedUpTo, a query).
+ */
+bool
+PaxosCertifiedAtLeast(const char *group_id, int64 round)
+{
+	GroupProgress *g;
+	int64		certified = -1;
+
+	SpinLockAcquire(&progress->mutex);
+	g = FindProgress(group_id, false);
+	if (g != NULL)
+		certified = g->certified;
+	SpinLockRelease(&progress->mutex);
+	return certified >= round || PaxosCertifiedUpTo(group_id) >= round;
+}
+
 /*
  * PaxosNoteAcceptedAtCommit publishes, when the current transaction (an
  * acceptor's) commits, that round has an accepted value here.  If it
@@ -170,6 +201,7 @@ PendingFor(const char *group_id)
 	memset(&pending[npending], 0, sizeof(GroupProgress));
 	strlcpy(pending[npending].group_id, group_id, PAXOS_GROUP_ID_MAX);
 	pending[npending].applied = pending[npending].accepted = -1;
+	pending[npending].certified = -1;
 	return &pending[npending++];
 }
 
@@ -187,6 +219,7 @@ FindProgress(const char *group_id, bool create)
 	memset(&progress->groups[progress->ngroups], 0, sizeof(GroupProgress));
 	strlcpy(progress->groups[progress->ngroups].group_id, group_id, PAXOS_GROUP_ID_MAX);
 	progress->groups[progress->ngroups].applied = -1;
+	progress->groups[progress->ngroups].certified = -1;
 	progress->groups[progress->ngroups].accepted = -1;
 	return &progress->groups[progress->ngroups++];
 }
@@ -205,6 +238,7 @@ PublishPending(void)
 		if (g != NULL)
 		{
 			g->applied = Max(g->applied, pending[i].applied);
+			g->certified = Max(g->certified, pending[i].certified);
 			g->accepted = Max(g->accepted, pending[i].accepted);
 		}
 	}
@@ -418,6 +452,7 @@ PaxosForgetProgress(const char *group_id)
 	if (g != NULL)
 	{
 		g->applied = -1;
+		g->certified = -1;
 		g->accepted = -1;
 		g->accepted_known = false;
 	}

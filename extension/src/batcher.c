@@ -140,6 +140,8 @@ PaxosBatcherMain(Datum arg)
 			RunBatch(context);
 			CHECK_FOR_INTERRUPTS();
 		}
+		/* the last round's decision, kept for busy members: deliver it now */
+		FanoutFlushDeferred(PaxosRpcTimeoutMs);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000, PG_WAIT_EXTENSION);

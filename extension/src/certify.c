@@ -444,6 +444,7 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 	}
 	if (cursor < max_round)
 		CertCacheDone(max_round);
+	PaxosNoteCertifiedAtCommit(group_id, max_round);
 	if (cursor >= max_round)
 	{
 		values[0] = CStringGetTextDatum(group_id);

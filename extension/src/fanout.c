@@ -311,3 +311,82 @@ FanoutCall(PeerConnection **peers, int npeers, RpcKind kind,
 	pfree(fc.calls);
 	pfree(events);
 }
+
+/*
+ * FanoutFlushDeferred delivers the learn requests this process kept for
+ * busy peers (FanoutCall keeps them for its next call): it reads and drops
+ * the answers still in flight, sends what was kept, and returns when
+ * nothing is left, when the latch is set (new work: left set for the
+ * caller) or after timeout_ms.  The batcher calls it when it has nothing
+ * to append, so that a round's decision reaches every member now, not
+ * with the next round, which may be a long time coming.
+ */
+void
+FanoutFlushDeferred(int timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	FanoutCallState fc;
+	FanoutStats stats;
+	PeerConnection **peers;
+	WaitEvent  *events;
+	int			npeers;
+	int			i;
+
+	peers = PeerAll(&npeers);
+	if (npeers == 0)
+		return;
+	memset(&fc, 0, sizeof(fc));
+	memset(&stats, 0, sizeof(stats));
+	fc.call_id = ++last_call_id;	/* owns nothing: answers are dropped */
+	fc.stats = &stats;
+	fc.calls = palloc(sizeof(CallState) * npeers);
+	for (i = 0; i < npeers; i++)
+		fc.calls[i] = CALL_FINISHED;
+	events = palloc(sizeof(WaitEvent) * (npeers + 2));
+
+	for (;;)
+	{
+		WaitEventSet *set;
+		TimestampTz now;
+		int			nwait = 0;
+		int			nev;
+		bool		latch = false;
+
+		set = CreateWaitEventSet(CurrentMemoryContext, npeers + 2);
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (i = 0; i < npeers; i++)
+		{
+			PeerConnection *peer = peers[i];
+
+			(void) PeerSendDeferred(peer);
+			if ((peer->state == PEER_BUSY || peer->state == PEER_PREPARING) &&
+				peer->conn != NULL && PQsocket(peer->conn) >= 0)
+			{
+				AddWaitEventToSet(set, WL_SOCKET_READABLE, PQsocket(peer->conn), NULL,
+								  (void *) (intptr_t) i);
+				nwait++;
+			}
+		}
+		now = GetCurrentTimestamp();
+		if (nwait == 0 || now >= deadline)
+		{
+			FreeWaitEventSet(set);
+			break;
+		}
+		nev = WaitEventSetWait(set, (long) ((deadline - now + 999) / 1000), events,
+							   npeers + 2, PG_WAIT_EXTENSION);
+		FreeWaitEventSet(set);
+		for (i = 0; i < nev; i++)
+		{
+			if (events[i].events & WL_LATCH_SET)
+				latch = true;
+			else if (events[i].events & WL_SOCKET_READABLE)
+				Progress(&fc, peers, npeers, (int) (intptr_t) events[i].user_data);
+		}
+		if (latch)
+			break;
+	}
+	pfree(fc.calls);
+	pfree(events);
+}

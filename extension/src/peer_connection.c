@@ -32,6 +32,14 @@ static PeerConnection **peers = NULL;
 static int	npeers = 0;
 static int	maxpeers = 0;
 
+/* PeerAll lists this process's cached connections. */
+PeerConnection **
+PeerAll(int *n)
+{
+	*n = npeers;
+	return peers;
+}
+
 /* PeerGet returns the cache entry for a connection string, creating it. */
 PeerConnection *
 PeerGet(const char *connstr)

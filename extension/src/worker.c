@@ -145,7 +145,7 @@ LearnGroup(WorkerGroup *wg, bool catch_up)
 	int			n;
 
 	SPI_connect();
-	top = RoundStoreMaxRound(wg->group_id, true);
+	top = PaxosLocalMaxAccepted(wg->group_id);
 	SPI_finish();
 
 	target = top;
@@ -255,7 +255,7 @@ LearnStep(WorkerGroup *wg)
 
 	LearnGroup(wg, catch_up);
 	if (wg->replicating && wg->learned_upto >= 0 &&
-		PaxosCertifiedUpTo(wg->group_id) < wg->learned_upto)
+		!PaxosCertifiedAtLeast(wg->group_id, wg->learned_upto))
 		(void) PaxosCertifyHere(wg->group_id, wg->learned_upto, &n);
 }
 
