@@ -82,9 +82,27 @@ KeyArray(Jsonb *jb, const char *name)
 void
 PaxosParseEntry(const char *text, PaxosEntry *entry)
 {
-	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	const char *changes = strstr(text, ",\"changes\":");
+	Jsonb	   *jb;
 	char	   *x;
 	char	   *xid;
+
+	/*
+	 * Only the fields before the row images are read: capture.c writes
+	 * "changes" last, and ,"changes": cannot occur inside a JSON string
+	 * (its quotes would be escaped), so the header alone is parsed.
+	 */
+	if (changes != NULL)
+	{
+		char	   *header = palloc(changes - text + 2);
+
+		memcpy(header, text, changes - text);
+		header[changes - text] = '}';
+		header[changes - text + 1] = '\0';
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(header)));
+	}
+	else
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 
 	if (!JB_ROOT_IS_OBJECT(jb))
 		elog(ERROR, "pg_paxos: a transaction entry is not a JSON object");

@@ -10,7 +10,14 @@ import agentcluster
 
 
 def test_status_describes_node_and_cluster(agents):
+    # a node restarted by an earlier test shows up again at the agent's
+    # next look at it
+    end = time.monotonic() + 15
     st = agents.status(1)
+    while not all(n['up'] for n in st['cluster']['nodes']):
+        assert time.monotonic() < end, 'nodes not up: %r' % st['cluster']
+        time.sleep(0.2)
+        st = agents.status(1)
     assert st['node']['node_id'] == 2
     assert st['node']['ready'] is True
     assert st['node']['postgres_up'] is True
