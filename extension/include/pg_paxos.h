@@ -39,6 +39,7 @@
 #include "executor/spi.h"
 #include "access/htup.h"
 #include "utils/relcache.h"
+#include "utils/hsearch.h"
 
 #include "paxos_core.h"
 
@@ -440,6 +441,8 @@ typedef struct PaxosEntry
 } PaxosEntry;
 
 extern void PaxosParseEntry(const char *text, PaxosEntry *entry);
+extern HTAB *PaxosBackendHash(const char *name, Size keysize, Size entrysize,
+							  bool string_keys);
 extern SPIPlanPtr PaxosKeptPlan(SPIPlanPtr *cache, const char *sql, int nargs,
 								Oid *types);
 

@@ -181,16 +181,8 @@ OwnedSequences(Oid relid)
 
 	RegisterTableCaches();
 	if (sequence_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(SequenceCacheEntry);
-		ctl.hcxt = TopMemoryContext;
-		sequence_cache = hash_create("pg_paxos sequences", 16, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		sequence_cache = PaxosBackendHash("pg_paxos sequences", sizeof(Oid),
+										  sizeof(SequenceCacheEntry), false);
 	e = hash_search(sequence_cache, &relid, HASH_ENTER, &found);
 	if (found)
 		return e->pairs;
@@ -311,16 +303,8 @@ ApplyPlan(Oid relid, char op, const char *rel)
 
 	RegisterTableCaches();
 	if (apply_plans == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(ApplyPlanKey);
-		ctl.entrysize = sizeof(ApplyPlanEntry);
-		ctl.hcxt = TopMemoryContext;
-		apply_plans = hash_create("pg_paxos apply plans", 16, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		apply_plans = PaxosBackendHash("pg_paxos apply plans", sizeof(ApplyPlanKey),
+									   sizeof(ApplyPlanEntry), false);
 	memset(&key, 0, sizeof(key));
 	key.relid = relid;
 	key.op = op;

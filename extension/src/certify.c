@@ -142,16 +142,10 @@ CertCacheStart(const char *group_id, int64 cursor)
 
 	if (!keep)
 	{
-		HASHCTL		ctl;
-
 		if (cert_cache != NULL)
 			hash_destroy(cert_cache);
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = CERT_CACHE_KEY_MAX;
-		ctl.entrysize = sizeof(CertCacheEntry);
-		ctl.hcxt = TopMemoryContext;
-		cert_cache = hash_create("pg_paxos certification keys", 1024, &ctl,
-								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		cert_cache = PaxosBackendHash("pg_paxos certification keys", CERT_CACHE_KEY_MAX,
+									  sizeof(CertCacheEntry), true);
 		strlcpy(cert_cache_group, group_id, sizeof(cert_cache_group));
 	}
 	cert_cache_upto = -2;

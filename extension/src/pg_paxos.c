@@ -5,6 +5,8 @@
  */
 #include "pg_paxos.h"
 
+#include "utils/hsearch.h"
+
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -427,4 +429,22 @@ PaxosKeptPlan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *types)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+/*
+ * PaxosBackendHash makes a hash table that lives as long as the backend:
+ * the caches of tables, statements and certification keys.  Keys are
+ * fixed-size binary values, or NUL-terminated strings (string_keys).
+ */
+HTAB *
+PaxosBackendHash(const char *name, Size keysize, Size entrysize, bool string_keys)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = TopMemoryContext;
+	return hash_create(name, 64, &ctl,
+					   HASH_ELEM | HASH_CONTEXT | (string_keys ? HASH_STRINGS : HASH_BLOBS));
 }

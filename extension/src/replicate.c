@@ -55,7 +55,6 @@ InvalidateCache(Datum arg, Oid relid)
 static void
 LoadCache(void)
 {
-	HASHCTL		ctl;
 	uint64		i;
 	PaxosSavedUser saved;
 
@@ -66,12 +65,8 @@ LoadCache(void)
 	}
 	if (replicated != NULL)
 		hash_destroy(replicated);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(ReplicatedEntry);
-	ctl.hcxt = TopMemoryContext;
-	replicated = hash_create("pg_paxos replicated tables", 32, &ctl,
-							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	replicated = PaxosBackendHash("pg_paxos replicated tables", sizeof(Oid),
+								  sizeof(ReplicatedEntry), false);
 	cache_valid = true;			/* before reading: invalidations may follow */
 
 	/* not installed, or being installed (its script has not made the table yet) */
