@@ -99,14 +99,17 @@ PaxosSyncGroup(const char *group_id, bool may_apply_here)
 		PaxosAwaitSnapshot(group_id);
 		target = PaxosSharedGroupRound(group_id);
 
-		/* already there (the usual case on a busy node): no round trip */
-		SPI_connect();
-		GroupLoadOrError(group_id, &group);
-		SPI_finish();
-		if (group.last_applied_round < target &&
-			!PaxosWaitApplied(group_id, target, STRONG_READ_WAIT_MS) &&
-			PaxosApplyThroughSelf(group_id, target, true) < target && may_apply_here)
-			(void) PaxosApplyUpTo(group_id, target, APPLY_ALL);
+		/* already there (the usual case on a busy node): nothing to do */
+		if (PaxosAppliedHere(group_id) < target)
+		{
+			SPI_connect();
+			GroupLoadOrError(group_id, &group);
+			SPI_finish();
+			if (group.last_applied_round < target &&
+				!PaxosWaitApplied(group_id, target, STRONG_READ_WAIT_MS) &&
+				PaxosApplyThroughSelf(group_id, target, true) < target && may_apply_here)
+				(void) PaxosApplyUpTo(group_id, target, APPLY_ALL);
+		}
 	}
 	PG_FINALLY();
 	{
