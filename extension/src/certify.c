@@ -108,9 +108,11 @@ PaxosSplitBatch(const char *value)
 /*
  * The certification index as this process last left it: the last round
  * that wrote each key it looked up or wrote (-1: none), valid while the
- * group's certification cursor is where this process left it.  The index
- * at a given round is a function of the log, so whoever certified up to
- * there left the same table.  Keys too long to cache are looked up.
+ * group's certification cursor is where this process left it, in the same
+ * log: the round there holds the value it held then (a group dropped and
+ * formed again under its name has other values).  The index at a given
+ * round is a function of the log, so whoever certified up to there left
+ * the same table.  Keys too long to cache are looked up.
  */
 #define CERT_CACHE_KEY_MAX 128
 #define CERT_CACHE_ENTRIES_MAX 200000
@@ -124,6 +126,7 @@ typedef struct CertCacheEntry
 static HTAB *cert_cache = NULL;
 static char cert_cache_group[PAXOS_GROUP_ID_MAX];
 static int64 cert_cache_upto = -2;	/* -2: not valid */
+static char cert_cache_value[256];	/* value id of that round */
 
 /* Whether the group has cancelled transactions (read once per call). */
 static bool any_cancelled = true;
@@ -139,6 +142,11 @@ CertCacheStart(const char *group_id, int64 cursor)
 	bool		keep = cert_cache != NULL && cert_cache_upto == cursor &&
 		strcmp(cert_cache_group, group_id) == 0 &&
 		hash_get_num_entries(cert_cache) < CERT_CACHE_ENTRIES_MAX;
+	px_acceptor_state st;
+
+	if (keep)
+		keep = RoundStoreLoad(group_id, cursor, false, &st) && st.value.id != NULL &&
+			strcmp(st.value.id, cert_cache_value) == 0;
 
 	if (!keep)
 	{
@@ -151,10 +159,16 @@ CertCacheStart(const char *group_id, int64 cursor)
 	cert_cache_upto = -2;
 }
 
-/* CertCacheDone: certified up to round, the cache is valid there. */
+/*
+ * CertCacheDone: certified up to round, whose value is value_id, the cache
+ * is valid there.
+ */
 static void
-CertCacheDone(int64 round)
+CertCacheDone(int64 round, const char *value_id)
 {
+	if (value_id == NULL || strlen(value_id) >= sizeof(cert_cache_value))
+		return;					/* stays invalid */
+	strlcpy(cert_cache_value, value_id, sizeof(cert_cache_value));
 	cert_cache_upto = round;
 }
 
@@ -434,10 +448,9 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 		{
 			conflicts = MemoryContextAlloc(outer, sizeof(int64) * *nentries);
 			memcpy(conflicts, c, sizeof(int64) * *nentries);
+			CertCacheDone(max_round, st.value.id);
 		}
 	}
-	if (cursor < max_round)
-		CertCacheDone(max_round);
 	PaxosNoteCertifiedAtCommit(group_id, max_round);
 	if (cursor >= max_round)
 	{
