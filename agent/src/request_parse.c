@@ -249,19 +249,33 @@ parse_write_set(json_t *set, rq_txn *txn, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * open_transaction starts parsing a middleware request (/read/, /commit/):
+ * empties txn, parses body into *root (NULL if it is not a JSON object;
+ * the caller json_decref()s it) and returns its "transaction" object, or
+ * NULL with err set.
+ */
+static json_t *
+open_transaction(const char *body, size_t len, rq_txn *txn, json_t **root,
+				 char *err, size_t errlen)
+{
+	static const char *allowed[] = {"read_set", "write_set", "time_stamp",
+									NULL};
+
+	memset(txn, 0, sizeof(*txn));
+	if ((*root = load_object(body, len, err, errlen)) == NULL)
+		return NULL;
+	return get_transaction(*root, allowed, err, errlen);
+}
+
 int
 rq_parse_read(const char *body, size_t len, rq_txn *txn, char *err,
 			  size_t errlen)
 {
-	static const char *allowed[] = {"read_set", "write_set", "time_stamp",
-									NULL};
 	json_t *root, *t, *ws;
 	int rc = -1;
 
-	memset(txn, 0, sizeof(*txn));
-	if ((root = load_object(body, len, err, errlen)) == NULL)
-		return -1;
-	if ((t = get_transaction(root, allowed, err, errlen)) == NULL)
+	if ((t = open_transaction(body, len, txn, &root, err, errlen)) == NULL)
 		goto done;
 	if (json_object_get(t, "read_set") == NULL)
 	{
@@ -288,15 +302,10 @@ int
 rq_parse_commit(const char *body, size_t len, rq_txn *txn, char *err,
 				size_t errlen)
 {
-	static const char *allowed[] = {"read_set", "write_set", "time_stamp",
-									NULL};
 	json_t *root, *t, *ts;
 	int rc = -1;
 
-	memset(txn, 0, sizeof(*txn));
-	if ((root = load_object(body, len, err, errlen)) == NULL)
-		return -1;
-	if ((t = get_transaction(root, allowed, err, errlen)) == NULL)
+	if ((t = open_transaction(body, len, txn, &root, err, errlen)) == NULL)
 		goto done;
 	if (parse_read_set(json_object_get(t, "read_set"), txn, err, errlen) !=
 			0 ||

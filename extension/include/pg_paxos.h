@@ -123,6 +123,10 @@ extern List *GroupHostsForRound(const char *group_id, int64 round);
 extern bool MembershipIsChange(px_value value);
 extern void MembershipApplyChosen(const char *group_id, int64 round,
 								  px_value value);
+extern void PaxosInPeerSnapshot(PGconn *conn, const char *display,
+								void (*work) (PGconn *conn, void *arg), void *arg);
+extern PGresult *PaxosPeerGroupRow(PGconn *conn, const char *group_id,
+								   const char *display, const char *hint);
 extern PGresult *PaxosRemoteQuery(PGconn *conn, const char *sql, const char *param,
 								  const char *display);
 extern PGconn *PaxosConnectOrError(const char *connstr, const char *message,
@@ -443,6 +447,7 @@ typedef struct PaxosEntry
 extern void PaxosParseEntry(const char *text, PaxosEntry *entry);
 extern HTAB *PaxosBackendHash(const char *name, Size keysize, Size entrysize,
 							  bool string_keys);
+extern bool PaxosGroupTest(SPIPlanPtr *cache, const char *sql, const char *group_id);
 extern SPIPlanPtr PaxosKeptPlan(SPIPlanPtr *cache, const char *sql, int nargs,
 								Oid *types);
 

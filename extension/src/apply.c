@@ -154,7 +154,6 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 	SPI_connect();
 	{
 		static SPIPlanPtr others_plan = NULL;
-		bool		isnull;
 		int			save_nestlevel = NewGUCNestLevel();
 
 		/*
@@ -164,14 +163,9 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 		(void) set_config_option("session_replication_role", "replica", PGC_SUSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
-		values[0] = CStringGetTextDatum(group_id);
-		if (SPI_execute_plan(PaxosKeptPlan(&others_plan,
-										   "SELECT EXISTS (SELECT 1 FROM pgp_metadata.local_commit"
-										   " WHERE group_id = $1 AND copied)", 1, types),
-							 values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pg_paxos: could not read pgp_metadata.local_commit");
-		rows_of_others = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
+		rows_of_others = PaxosGroupTest(&others_plan,
+										"SELECT EXISTS (SELECT 1 FROM pgp_metadata.local_commit"
+										" WHERE group_id = $1 AND copied)", group_id);
 		for (round = group.last_applied_round + 1; round <= max_round; round++)
 		{
 			px_acceptor_state st;

@@ -420,17 +420,11 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 	if (cursor < max_round)
 	{
 		static SPIPlanPtr cancelled_plan = NULL;
-		bool		isnull;
 
 		CertCacheStart(group_id, cursor);
-		values[0] = CStringGetTextDatum(group_id);
-		if (SPI_execute_plan(PaxosKeptPlan(&cancelled_plan,
-										   "SELECT EXISTS (SELECT 1 FROM pgp_metadata.cancelled_txn"
-										   " WHERE group_id = $1)", 1, types),
-							 values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pg_paxos: could not read pgp_metadata.cancelled_txn");
-		any_cancelled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 1, &isnull));
+		any_cancelled = PaxosGroupTest(&cancelled_plan,
+									   "SELECT EXISTS (SELECT 1 FROM pgp_metadata.cancelled_txn"
+									   " WHERE group_id = $1)", group_id);
 	}
 	for (round = cursor + 1; round <= max_round; round++)
 	{

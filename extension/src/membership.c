@@ -379,6 +379,73 @@ PaxosRemoteQuery(PGconn *conn, const char *sql, const char *param, const char *d
 }
 
 /*
+ * PaxosInPeerSnapshot runs work(conn, arg) inside one REPEATABLE READ, read
+ * only transaction on a peer, so that everything it reads there is one
+ * consistent snapshot; the connection is closed afterwards, whatever
+ * happens.
+ */
+void
+PaxosInPeerSnapshot(PGconn *conn, const char *display,
+					void (*work) (PGconn *conn, void *arg), void *arg)
+{
+	PG_TRY();
+	{
+		PQclear(PaxosRemoteQuery(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+								 NULL, display));
+		work(conn, arg);
+		PQclear(PaxosRemoteQuery(conn, "COMMIT", NULL, display));
+	}
+	PG_CATCH();
+	{
+		PQfinish(conn);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	PQfinish(conn);
+}
+
+/*
+ * PaxosPeerGroupRow reads a group's row on a peer: last_applied_round,
+ * config_round, compacted_below; an error if the peer has no such group.
+ */
+PGresult *
+PaxosPeerGroupRow(PGconn *conn, const char *group_id, const char *display,
+				  const char *hint)
+{
+	PGresult   *res = PaxosRemoteQuery(conn, "SELECT last_applied_round, config_round, compacted_below"
+									   " FROM pgp_metadata.\"group\" WHERE group_id = $1",
+									   group_id, display);
+
+	if (PQntuples(res) != 1)
+	{
+		PQclear(res);
+		ereport(ERROR,
+				(errhidestmt(true),
+				 errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("paxos group \"%s\" does not exist on the existing node", group_id),
+				 errdetail("The node is \"%s\".", display),
+				 hint ? errhint("%s", hint) : 0));
+	}
+	return res;
+}
+
+typedef struct JoinCopy
+{
+	const char *group_id;
+	const char *display;
+	const char *own;
+} JoinCopy;
+
+/* JoinCopyWork: CopyGroupRows in the peer's transaction. */
+static void
+JoinCopyWork(PGconn *conn, void *arg)
+{
+	JoinCopy   *jc = (JoinCopy *) arg;
+
+	CopyGroupRows(conn, jc->group_id, jc->display, jc->own);
+}
+
+/*
  * CopyGroupFromPeer copies, from one consistent snapshot of an existing
  * member, the group's metadata and every decided round of its log.  The
  * joining node is not a member of any of those rounds, so it copies no
@@ -393,20 +460,11 @@ CopyGroupFromPeer(const char *group_id, const char *existing, const char *own)
 	conn = PaxosConnectOrError(existing,
 							   psprintf("could not connect to the existing node \"%s\"", display),
 							   "Pass the connection string of a current member of the group.");
-	PG_TRY();
 	{
-		PQclear(PaxosRemoteQuery(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-								 NULL, display));
-		CopyGroupRows(conn, group_id, display, own);
-		PQclear(PaxosRemoteQuery(conn, "COMMIT", NULL, display));
+		JoinCopy	jc = {group_id, display, own};
+
+		PaxosInPeerSnapshot(conn, display, JoinCopyWork, &jc);
 	}
-	PG_CATCH();
-	{
-		PQfinish(conn);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	PQfinish(conn);
 }
 
 /* CopyGroupRows is CopyGroupFromPeer's work, in the peer's transaction. */
@@ -422,18 +480,8 @@ CopyGroupRows(PGconn *conn, const char *group_id, const char *display, const cha
 	/* rounds are written here directly: what shared memory knew is void */
 	PaxosForgetProgress(group_id);
 
-	res = PaxosRemoteQuery(conn, "SELECT last_applied_round, config_round, compacted_below"
-						   " FROM pgp_metadata.\"group\" WHERE group_id = $1", group_id, display);
-	if (PQntuples(res) != 1)
-	{
-		PQclear(res);
-		ereport(ERROR,
-				(errhidestmt(true),
-				 errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("paxos group \"%s\" does not exist on the existing node", group_id),
-				 errdetail("The node is \"%s\".", display),
-				 errhint("Pass the connection string of a current member of the group.")));
-	}
+	res = PaxosPeerGroupRow(conn, group_id, display,
+							"Pass the connection string of a current member of the group.");
 	values[0] = CStringGetTextDatum(group_id);
 	values[1] = Int64GetDatum(strtoi64(PQgetvalue(res, 0, 0), NULL, 10));
 	values[2] = Int64GetDatum(strtoi64(PQgetvalue(res, 0, 1), NULL, 10));

@@ -448,3 +448,23 @@ PaxosBackendHash(const char *name, Size keysize, Size entrysize, bool string_key
 	return hash_create(name, 64, &ctl,
 					   HASH_ELEM | HASH_CONTEXT | (string_keys ? HASH_STRINGS : HASH_BLOBS));
 }
+
+/*
+ * PaxosGroupTest runs a kept one-row boolean query about a group ($1 is
+ * its id), such as "does it have any X rows?".  Connected to SPI.
+ */
+bool
+PaxosGroupTest(SPIPlanPtr *cache, const char *sql, const char *group_id)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	values[0] = CStringGetTextDatum(group_id);
+	if (SPI_execute_plan(PaxosKeptPlan(cache, sql, 1, types), values, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pg_paxos: query failed: %s", sql);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return !isnull && DatumGetBool(d);
+}

@@ -56,6 +56,18 @@ typedef struct SnapshotPoint
 	int64		log_start;		/* compacted_below here now */
 } SnapshotPoint;
 
+/* What CopySnapshot asks of the peer's transaction, and what came of it. */
+typedef struct SnapshotCopy
+{
+	const char *group_id;
+	const char *display;
+	int64		needed;
+	SnapshotPoint *point;
+	bool		copied;
+} SnapshotCopy;
+
+static void SnapshotCopyWork(PGconn *conn, void *arg);
+
 static bool CopySnapshot(const char *group_id, const char *source,
 						 const char *display, int64 needed, SnapshotPoint *point);
 static bool CopySnapshotRows(PGconn *conn, const char *group_id,
@@ -210,7 +222,6 @@ CopySnapshot(const char *group_id, const char *source, const char *display,
 			 int64 needed, SnapshotPoint *point)
 {
 	PGconn	   *conn;
-	bool		copied = false;
 
 	(void) set_config_option("lock_timeout", "10s", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
@@ -222,23 +233,23 @@ CopySnapshot(const char *group_id, const char *source, const char *display,
 							   psprintf("could not connect to node \"%s\" to copy a snapshot of paxos group \"%s\"",
 										display, group_id),
 							   "The background worker tries again with a peer that answers.");
-	PG_TRY();
 	{
-		PQclear(PaxosRemoteQuery(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-								 NULL, display));
-		SPI_connect();
-		copied = CopySnapshotRows(conn, group_id, display, needed, point);
-		SPI_finish();
-		PQclear(PaxosRemoteQuery(conn, "COMMIT", NULL, display));
+		SnapshotCopy sc = {group_id, display, needed, point, false};
+
+		PaxosInPeerSnapshot(conn, display, SnapshotCopyWork, &sc);
+		return sc.copied;
 	}
-	PG_CATCH();
-	{
-		PQfinish(conn);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	PQfinish(conn);
-	return copied;
+}
+
+/* SnapshotCopyWork: CopySnapshotRows in the peer's transaction. */
+static void
+SnapshotCopyWork(PGconn *conn, void *arg)
+{
+	SnapshotCopy *sc = (SnapshotCopy *) arg;
+
+	SPI_connect();
+	sc->copied = CopySnapshotRows(conn, sc->group_id, sc->display, sc->needed, sc->point);
+	SPI_finish();
 }
 
 /*
@@ -258,15 +269,7 @@ CopySnapshotRows(PGconn *conn, const char *group_id, const char *display,
 	Oid			types[4] = {TEXTOID, INT8OID, INT8OID, INT8OID};
 	Datum		values[4];
 
-	res = PaxosRemoteQuery(conn, "SELECT last_applied_round, config_round, compacted_below"
-						   " FROM pgp_metadata.\"group\" WHERE group_id = $1", group_id, display);
-	if (PQntuples(res) != 1)
-	{
-		PQclear(res);
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("paxos group \"%s\" does not exist on node \"%s\"", group_id, display)));
-	}
+	res = PaxosPeerGroupRow(conn, group_id, display, NULL);
 	point->applied = strtoi64(PQgetvalue(res, 0, 0), NULL, 10);
 	config_round = strtoi64(PQgetvalue(res, 0, 1), NULL, 10);
 	peer_start = strtoi64(PQgetvalue(res, 0, 2), NULL, 10);

@@ -137,7 +137,7 @@ class Agent:
         return '\n'.join(out)
 
 
-class AgentCluster:
+class AgentCluster(pgcluster.StartedInWith):
     """n agents forming group `group`; start() waits until all are ready."""
 
     def __init__(self, n=3, group='bank', token='test-admin-token-0123',
@@ -236,13 +236,3 @@ class AgentCluster:
 
     def logs(self):
         return '\n'.join(a.log_tail() for a in self.agents)
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.destroy()
-            raise
-
-    def __exit__(self, *exc):
-        self.destroy()

@@ -443,7 +443,22 @@ class Node:
 # Clusters
 # ---------------------------------------------------------------------------
 
-class Cluster:
+class StartedInWith:
+    """`with X(...) as x:` starts x and destroys it on the way out (also
+    when starting fails half-way); for classes with start() and destroy()."""
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.destroy()
+            raise
+
+    def __exit__(self, *exc):
+        self.destroy()
+
+
+class Cluster(StartedInWith):
     """N nodes started together; destroy() stops them and removes the files.
 
     settings: extra postgresql.conf settings for every node.
@@ -524,15 +539,6 @@ class Cluster:
             for node in self.nodes:
                 _ports_in_use.discard(node.port)
 
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.destroy()
-            raise
-
-    def __exit__(self, *exc):
-        self.destroy()
 
 
 # ---------------------------------------------------------------------------
