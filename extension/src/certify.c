@@ -132,6 +132,30 @@ static char cert_cache_value[256];	/* value id of that round */
 static bool any_cancelled = true;
 
 /*
+ * What one certification pass writes, kept until its end and written with
+ * one statement per table: a key written by several entries of the pass
+ * once (its last round), the outcome rows in one INSERT.  Lookups during
+ * the pass see the keys through the cache (CertCachePut); a key too long
+ * to cache is written at once.
+ */
+typedef struct PendingKey
+{
+	char		key[CERT_CACHE_KEY_MAX];
+	int64		round;
+} PendingKey;
+
+typedef struct PendingOutcome
+{
+	int64		round;
+	int			index;
+	char	   *txn_id;
+	int64		conflict;
+} PendingOutcome;
+
+static HTAB *pending_keys = NULL;	/* in the pass's memory context */
+static List *pending_outcomes = NIL;
+
+/*
  * CertCacheStart makes the cache valid for certifying from cursor on:
  * kept if this process left the group there, emptied otherwise.  Until
  * CertCacheDone, a failure leaves it invalid.
@@ -265,6 +289,16 @@ CertifyEntry(const char *group_id, int64 round, int index, const char *entry_tex
 		values[2] = Int64GetDatum(round);
 		for (i = 0; i < nkeys; i++)
 		{
+			char	   *key = TextDatumGetCString(keys[i]);
+
+			if (strlen(key) < CERT_CACHE_KEY_MAX)
+			{
+				PendingKey *pk = hash_search(pending_keys, key, HASH_ENTER, NULL);
+
+				pk->round = round;
+				CertCachePut(key, round);
+				continue;
+			}
 			values[1] = keys[i];
 			if (SPI_execute_plan(PaxosKeptPlan(&write_plan,
 											   "INSERT INTO pgp_metadata.cert_key (group_id, key, round_num)"
@@ -272,37 +306,128 @@ CertifyEntry(const char *group_id, int64 round, int index, const char *entry_tex
 											   " DO UPDATE SET round_num = EXCLUDED.round_num", 3, types),
 								 values, NULL, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "pg_paxos: could not record the keys of round " INT64_FORMAT, round);
-			CertCachePut(TextDatumGetCString(keys[i]), round);
 		}
 	}
 	RecordOutcome(group_id, round, index, e.id, conflict);
 	return conflict;
 }
 
-/* RecordOutcome writes the outcome row of one entry of a round. */
+/* RecordOutcome keeps the outcome row of one entry of a round for the pass's end. */
 static void
 RecordOutcome(const char *group_id, int64 round, int index, const char *txn_id,
 			  int64 conflict)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[6] = {TEXTOID, INT8OID, INT4OID, TEXTOID, BOOLOID, INT8OID};
+	PendingOutcome *o = palloc(sizeof(PendingOutcome));
+
+	o->round = round;
+	o->index = index;
+	o->txn_id = txn_id ? pstrdup(txn_id) : NULL;
+	o->conflict = conflict;
+	pending_outcomes = lappend(pending_outcomes, o);
+}
+
+/* PendingStart begins a certification pass (in the SPI context). */
+static void
+PendingStart(void)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = CERT_CACHE_KEY_MAX;
+	ctl.entrysize = sizeof(PendingKey);
+	ctl.hcxt = CurrentMemoryContext;
+	pending_keys = hash_create("pg_paxos keys to record", 64, &ctl,
+							   HASH_ELEM | HASH_CONTEXT | HASH_STRINGS);
+	pending_outcomes = NIL;
+}
+
+/* PendingWrite writes what the pass kept: its keys, then its outcomes. */
+static void
+PendingWrite(const char *group_id)
+{
+	static SPIPlanPtr keys_plan = NULL;
+	static SPIPlanPtr outcomes_plan = NULL;
+	long		nkeys = hash_get_num_entries(pending_keys);
+	int			n = list_length(pending_outcomes);
 	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	HASH_SEQ_STATUS seq;
+	PendingKey *pk;
+	ListCell   *lc;
+	int			i = 0;
 
 	values[0] = CStringGetTextDatum(group_id);
-	values[1] = Int64GetDatum(round);
-	values[2] = Int32GetDatum(index);
-	values[3] = txn_id ? CStringGetTextDatum(txn_id) : (Datum) 0;
-	nulls[3] = txn_id ? ' ' : 'n';
-	values[4] = BoolGetDatum(conflict < 0);
-	values[5] = Int64GetDatum(conflict);
-	nulls[5] = conflict < 0 ? 'n' : ' ';
-	if (SPI_execute_plan(PaxosKeptPlan(&plan,
-									   "INSERT INTO pgp_metadata.outcome"
-									   " (group_id, round_num, entry_index, txn_id, committed, conflict_round)"
-									   " VALUES ($1, $2, $3, $4, $5, $6)", 6, types),
-						 values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "pg_paxos: could not record the outcome of round " INT64_FORMAT, round);
+	if (nkeys > 0)
+	{
+		Oid			types[3] = {TEXTOID, TEXTARRAYOID, INT8ARRAYOID};
+		Datum	   *keys = palloc(sizeof(Datum) * nkeys);
+		Datum	   *rounds = palloc(sizeof(Datum) * nkeys);
+
+		hash_seq_init(&seq, pending_keys);
+		while ((pk = hash_seq_search(&seq)) != NULL)
+		{
+			keys[i] = CStringGetTextDatum(pk->key);
+			rounds[i] = Int64GetDatum(pk->round);
+			i++;
+		}
+		values[1] = PointerGetDatum(construct_array(keys, i, TEXTOID, -1, false, TYPALIGN_INT));
+		values[2] = PointerGetDatum(construct_array(rounds, i, INT8OID, 8, FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		if (SPI_execute_plan(PaxosKeptPlan(&keys_plan,
+										   "INSERT INTO pgp_metadata.cert_key (group_id, key, round_num)"
+										   " SELECT $1, k, r FROM unnest($2::text[], $3::bigint[]) AS u(k, r)"
+										   " ON CONFLICT (group_id, key) DO UPDATE SET round_num = EXCLUDED.round_num",
+										   3, types),
+							 values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "pg_paxos: could not record the certification keys");
+	}
+	if (n > 0)
+	{
+		Oid			types[6] = {TEXTOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+		BOOLARRAYOID, INT8ARRAYOID};
+		Datum	   *rounds = palloc(sizeof(Datum) * n);
+		Datum	   *indexes = palloc(sizeof(Datum) * n);
+		Datum	   *txns = palloc(sizeof(Datum) * n);
+		bool	   *txn_nulls = palloc(sizeof(bool) * n);
+		Datum	   *committed = palloc(sizeof(Datum) * n);
+		Datum	   *conflicts = palloc(sizeof(Datum) * n);
+		bool	   *conflict_nulls = palloc(sizeof(bool) * n);
+		int			dims[1] = {n};
+		int			lbs[1] = {1};
+
+		i = 0;
+		foreach(lc, pending_outcomes)
+		{
+			PendingOutcome *o = lfirst(lc);
+
+			rounds[i] = Int64GetDatum(o->round);
+			indexes[i] = Int32GetDatum(o->index);
+			txns[i] = o->txn_id ? CStringGetTextDatum(o->txn_id) : (Datum) 0;
+			txn_nulls[i] = o->txn_id == NULL;
+			committed[i] = BoolGetDatum(o->conflict < 0);
+			conflicts[i] = Int64GetDatum(o->conflict);
+			conflict_nulls[i] = o->conflict < 0;
+			i++;
+		}
+		values[1] = PointerGetDatum(construct_array(rounds, n, INT8OID, 8, FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		values[2] = PointerGetDatum(construct_array(indexes, n, INT4OID, 4, true, TYPALIGN_INT));
+		values[3] = PointerGetDatum(construct_md_array(txns, txn_nulls, 1, dims, lbs, TEXTOID,
+													   -1, false, TYPALIGN_INT));
+		values[4] = PointerGetDatum(construct_array(committed, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+		values[5] = PointerGetDatum(construct_md_array(conflicts, conflict_nulls, 1, dims, lbs,
+													   INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (SPI_execute_plan(PaxosKeptPlan(&outcomes_plan,
+										   "INSERT INTO pgp_metadata.outcome"
+										   " (group_id, round_num, entry_index, txn_id, committed, conflict_round)"
+										   " SELECT $1, r, i, t, c, cr"
+										   " FROM unnest($2::bigint[], $3::int[], $4::text[], $5::bool[], $6::bigint[])"
+										   " AS u(r, i, t, c, cr)",
+										   6, types),
+							 values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "pg_paxos: could not record the certification outcomes");
+	}
+	pending_keys = NULL;
+	pending_outcomes = NIL;
 }
 
 /*
@@ -422,6 +547,7 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 		static SPIPlanPtr cancelled_plan = NULL;
 
 		CertCacheStart(group_id, cursor);
+		PendingStart();
 		any_cancelled = PaxosGroupTest(&cancelled_plan,
 									   "SELECT EXISTS (SELECT 1 FROM pgp_metadata.cancelled_txn"
 									   " WHERE group_id = $1)", group_id);
@@ -445,6 +571,8 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 			CertCacheDone(max_round, st.value.id);
 		}
 	}
+	if (cursor < max_round)
+		PendingWrite(group_id);
 	PaxosNoteCertifiedAtCommit(group_id, max_round);
 	if (cursor >= max_round)
 	{

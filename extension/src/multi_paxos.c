@@ -21,8 +21,9 @@
 #include "utils/builtins.h"
 
 /* How often PaxosMaxGroupRound asks when too few members answer. */
-#define MAX_ROUND_ATTEMPTS 3
+#define MAX_ROUND_ATTEMPTS 4		/* the first asks only a majority's worth */
 #define MAX_ROUND_RETRY_DELAY_MS 250
+#define MAX_ROUND_FIRST_WAIT_MS 50	/* then the other members are asked too */
 
 PG_FUNCTION_INFO_V1(paxos);
 PG_FUNCTION_INFO_V1(paxos_append);
@@ -123,6 +124,7 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 	int64		own_round = -1;
 	bool		own_answer = false;
 	ListCell   *lc;
+	PaxosLeaderInfo leader;
 
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
@@ -141,6 +143,21 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 	SPI_finish();
 
 	peers = PaxosPeersFor(others, &npeers);
+	/* the leader first: it has accepted every round a majority accepted */
+	if (PaxosKnownLeader(group_id, &leader) && !leader.is_self)
+	{
+		int			i;
+
+		for (i = 1; i < npeers; i++)
+			if (strcmp(peers[i]->connstr, leader.connstr) == 0)
+			{
+				PeerConnection *first = peers[0];
+
+				peers[0] = peers[i];
+				peers[i] = first;
+				break;
+			}
+	}
 	params[0] = group_id;
 	params[1] = accepted_only ? "true" : "false";
 	memset(&stats, 0, sizeof(stats));
@@ -151,12 +168,20 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 		mc.quorum = nhosts / 2 + 1;
 		if (mc.answers >= mc.quorum)
 			break;
-		FanoutCall(peers, npeers, RPC_MAX_ROUND, params, 2, PaxosRpcTimeoutMs,
+		/*
+		 * First ask only as many peers as a majority needs (the others
+		 * would answer for nothing); all of them if that was not enough.
+		 */
+		FanoutCall(peers, attempt == 1 ? Min(npeers, mc.quorum - mc.answers) : npeers,
+				   RPC_MAX_ROUND, params, 2,
+				   attempt == 1 && mc.quorum - mc.answers < npeers
+				   ? Min(PaxosRpcTimeoutMs, MAX_ROUND_FIRST_WAIT_MS) : PaxosRpcTimeoutMs,
 				   OnMaxRound, &mc, &stats);
 		if (mc.answers >= mc.quorum || attempt >= MAX_ROUND_ATTEMPTS)
 			break;
 		/* a connection that just broke is retried after a short delay */
-		pg_usleep(MAX_ROUND_RETRY_DELAY_MS * 1000L);
+		if (attempt > 1)
+			pg_usleep(MAX_ROUND_RETRY_DELAY_MS * 1000L);
 		CHECK_FOR_INTERRUPTS();
 	}
 	if (mc.answers < mc.quorum)
