@@ -19,11 +19,21 @@
  */
 #include "pg_paxos.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(paxos_create_group);
 PG_FUNCTION_INFO_V1(paxos_join_group);
@@ -40,39 +50,69 @@ static void CopyGroupRows(PGconn *conn, const char *group_id, const char *displa
 						  const char *own);
 static void DeleteGroupLocally(const char *group_id);
 
-/* GroupLoad reads a group's row; false if this node has no such group. */
+/*
+ * GroupLoad reads a group's row; false if this node has no such group.
+ *
+ * It is read on every statement, every acceptor call and every apply, so
+ * it is fetched through the primary key directly, not through SPI, but
+ * with what SPI would use: a new command and a fresh snapshot, so that a
+ * row this transaction or one committed before just wrote is seen.
+ */
 bool
 GroupLoad(const char *group_id, GroupInfo *group)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		values[1];
+	Oid			nsp = get_namespace_oid("pgp_metadata", false);
+	Oid			relid = get_relname_relid("group", nsp);
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	Snapshot	snapshot;
 	HeapTuple	tuple;
-	TupleDesc	desc;
-	bool		isnull;
-	int			rc;
+	bool		found = false;
 
-	Oid			types[1] = {TEXTOID};
+	if (!OidIsValid(relid))
+		elog(ERROR, "pg_paxos: table pgp_metadata.\"group\" is missing");
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	rel = table_open(relid, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(group_id));
+	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snapshot, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		int			i;
 
-	values[0] = CStringGetTextDatum(group_id);
-	rc = SPI_execute_plan(PaxosKeptPlan(&plan,
-										"SELECT group_id, own_connection_string,"
-										" last_applied_round, config_round, compacted_below"
-										" FROM pgp_metadata.\"group\" WHERE group_id = $1",
-										1, types),
-						  values, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pg_paxos: group lookup failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-		return false;
+		found = true;
+		memset(group, 0, sizeof(*group));
+		for (i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			const char *name = NameStr(att->attname);
+			bool		isnull;
+			Datum		d;
 
-	tuple = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	group->group_id = SPI_getvalue(tuple, desc, 1);
-	group->own_connection_string = SPI_getvalue(tuple, desc, 2);
-	group->last_applied_round = DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
-	group->config_round = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
-	group->compacted_below = DatumGetInt64(SPI_getbinval(tuple, desc, 5, &isnull));
-	return true;
+			if (att->attisdropped)
+				continue;
+			d = heap_getattr(tuple, i + 1, desc, &isnull);
+			if (isnull)
+				continue;
+			if (strcmp(name, "group_id") == 0)
+				group->group_id = TextDatumGetCString(d);
+			else if (strcmp(name, "own_connection_string") == 0)
+				group->own_connection_string = TextDatumGetCString(d);
+			else if (strcmp(name, "last_applied_round") == 0)
+				group->last_applied_round = DatumGetInt64(d);
+			else if (strcmp(name, "config_round") == 0)
+				group->config_round = DatumGetInt64(d);
+			else if (strcmp(name, "compacted_below") == 0)
+				group->compacted_below = DatumGetInt64(d);
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+	return found;
 }
 
 /* GroupLoadOrError is GroupLoad for a group that must exist. */
