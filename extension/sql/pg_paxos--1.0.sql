@@ -121,6 +121,22 @@ CREATE TABLE pgp_metadata.cancelled_txn (
 	PRIMARY KEY (group_id, txn_id)
 );
 
+/*
+ * DDL of replicated tables applied here, in log order: written by the
+ * applier with the cursor, never compacted (DDL is rare), so that a node
+ * that copies a snapshot after the rounds holding DDL were compacted
+ * replays it before it copies the rows (snapshot.c).
+ */
+CREATE TABLE pgp_metadata.ddl_history (
+	group_id text NOT NULL,
+	round_num bigint NOT NULL,
+	entry_index int NOT NULL,
+	change_index int NOT NULL,
+	txn_id text,
+	statement text NOT NULL,
+	PRIMARY KEY (group_id, round_num, entry_index, change_index)
+);
+
 /* The certification index: the last committed round that wrote each key. */
 CREATE TABLE pgp_metadata.cert_key (
 	group_id text NOT NULL,

@@ -69,6 +69,8 @@ static void ApplyChangesAsReplica(const char *group_id, int64 round, const char 
 static bool WaitForLocalOrigin(const char *group_id, const char *entry);
 static bool LockApplier(const char *group_id, bool wait_briefly);
 static void RememberExclusiveTables(const char *entry);
+static void RecordDdl(const char *group_id, int64 round, int index,
+					  const char *entry);
 static void ApplyCommittedRound(const char *group_id, int64 round, const char *value);
 static bool TryApplyExclusive(const char *group_id, int64 round, const char *value);
 static bool OnApplied(void *arg, int host, PGresult *res, const char *error);
@@ -296,10 +298,40 @@ ApplyCommittedRound(const char *group_id, int64 round, const char *value)
 	{
 		const char *entry = (const char *) lfirst(lc);
 
-		if (committed[foreach_current_index(lc)] && !WaitForLocalOrigin(group_id, entry))
+		if (!committed[foreach_current_index(lc)])
+			continue;
+		if (!WaitForLocalOrigin(group_id, entry))
 			ApplyChangesAsReplica(group_id, round, entry);
+		if (strstr(entry, "\"op\":\"S\"") != NULL)
+			RecordDdl(group_id, round, foreach_current_index(lc), entry);
 	}
 	list_free_deep(entries);
+}
+
+/*
+ * RecordDdl keeps the DDL statements of an applied entry in
+ * pgp_metadata.ddl_history, with the cursor: whoever applied it, the
+ * applier or the origin's own commit.
+ */
+static void
+RecordDdl(const char *group_id, int64 round, int index, const char *entry)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {TEXTOID, INT8OID, INT4OID, TEXTOID};
+	Datum		values[4];
+
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(round);
+	values[2] = Int32GetDatum(index);
+	values[3] = CStringGetTextDatum(entry);
+	if (SPI_execute_plan(PaxosKeptPlan(&plan,
+									   "INSERT INTO pgp_metadata.ddl_history"
+									   " (group_id, round_num, entry_index, change_index, txn_id, statement)"
+									   " SELECT $1, $2, $3, t.n, $4::jsonb->>'id', t.c->>'sql'"
+									   " FROM jsonb_array_elements($4::jsonb->'changes') WITH ORDINALITY AS t(c, n)"
+									   " WHERE t.c->>'op' = 'S'", 4, types),
+						 values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pg_paxos: could not record the DDL of round " INT64_FORMAT, round);
 }
 
 /* Tables a round that could not be applied needs exclusively (worker). */

@@ -41,6 +41,7 @@ static bool callback_registered = false;
 static void InvalidateCache(Datum arg, Oid relid);
 static bool OnMemberApplied(void *arg, int host, PGresult *res, const char *error);
 static void ApplyOnAllMembers(const char *group_id, int64 round);
+static void CheckSameColumns(PGconn *conn, const char *table, const char *display);
 static void StartReplicating(const char *group_id, const char *table);
 static void LoadCache(void);
 
@@ -333,6 +334,42 @@ PaxosCopyMetadataRows(PGconn *conn, const char *group_id, const char *display,
 }
 
 /*
+ * CheckSameColumns refuses to copy a table's rows from a peer whose table
+ * has other columns (names and types): rows are copied by column name, and
+ * a column missing here would lose its values without a word.
+ */
+static void
+CheckSameColumns(PGconn *conn, const char *table, const char *display)
+{
+	const char *sql = "SELECT coalesce(string_agg(attname || ' ' || format_type(atttypid, atttypmod),"
+		" ', ' ORDER BY attname), '') FROM pg_attribute"
+		" WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped";
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(table)};
+	PGresult   *res;
+	char	   *here;
+
+	/* not read-only: a new command sees the DDL this transaction replayed */
+	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pg_paxos: could not read the columns of %s", table);
+	here = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	res = PaxosRemoteQuery(conn, sql, table, display);
+	if (strcmp(here, PQgetvalue(res, 0, 0)) != 0)
+	{
+		char	   *there = pstrdup(PQgetvalue(res, 0, 0));
+
+		PQclear(res);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s has other columns here than on node \"%s\"", table, display),
+				 errdetail("Here: %s. There: %s.", here, there),
+				 errhint("Give the table the same columns on this node, then try again.")));
+	}
+	PQclear(res);
+}
+
+/*
  * PaxosCopyReplicatedTables is the part of joining a group that concerns
  * replication: from the existing member's snapshot (conn is in a
  * repeatable-read transaction there), start replicating its tables here,
@@ -354,6 +391,7 @@ PaxosCopyReplicatedTables(PGconn *conn, const char *group_id, const char *displa
 	PaxosCopyMetadataRows(conn, group_id, display, "outcome");
 	PaxosCopyMetadataRows(conn, group_id, display, "cert_key");
 	PaxosCopyMetadataRows(conn, group_id, display, "cancelled_txn");
+	PaxosCopyMetadataRows(conn, group_id, display, "ddl_history");
 	/* transactions the copied tables hold but the peer has not passed yet */
 	PaxosCopyMetadataRows(conn, group_id, display, "local_commit");
 	{
@@ -377,6 +415,7 @@ PaxosCopyReplicatedTables(PGconn *conn, const char *group_id, const char *displa
 			PGresult   *rows;
 
 			StartReplicating(group_id, table);
+			CheckSameColumns(conn, table, display);
 			if (SPI_execute(psprintf(replace ? "DELETE FROM %s" : "TRUNCATE %s", table),
 							false, 0) != (replace ? SPI_OK_DELETE : SPI_OK_UTILITY))
 				elog(ERROR, "pg_paxos: could not empty %s", table);

@@ -17,8 +17,8 @@
  *    and compacted_below moves there: those rounds were chosen and applied
  *    by every member that holds the log, and this acceptor, which loses its
  *    state for them, refuses them from now on (PaxosCheckNotCompacted);
- *  - outcome, cert_key, cancelled_txn and local_commit are replaced by the
- *    peer's, and last_applied_round jumps to the peer's: certification resumes after
+ *  - outcome, cert_key, cancelled_txn, ddl_history and local_commit are
+ *    replaced by the peer's, and last_applied_round jumps to the peer's: certification resumes after
  *    the peer's last certified round, applying after its last applied one,
  *    exactly where the copied tables stand;
  *  - host is replaced by the peer's (membership changes may be among the
@@ -32,8 +32,9 @@
  * of blocking it, see PaxosAwaitSnapshot), then the certifier's lock,
  * which such a transaction needs to finish.  Changes are written as the
  * applier writes them (session_replication_role = replica, no capture).
- * It copies rows, not schema: a table must have the peer's columns (DDL
- * in compacted rounds is not replayed).
+ * DDL of rounds this node had not applied, compacted or not, is replayed
+ * first, from the peer's pgp_metadata.ddl_history, so the tables have the
+ * peer's columns when the rows come.
  */
 #include "pg_paxos.h"
 
@@ -73,6 +74,8 @@ static bool CopySnapshot(const char *group_id, const char *source,
 static bool CopySnapshotRows(PGconn *conn, const char *group_id,
 							 const char *display, int64 needed, SnapshotPoint *point);
 static void EmptyTables(PGconn *conn, const char *group_id, const char *display);
+static void ReplayPeerDdl(PGconn *conn, const char *group_id, const char *display,
+						  int64 applied);
 static void ExecLocal(const char *sql, int nargs, Oid *types, Datum *values,
 					  int expected);
 static int64 LearnPeerRounds(PGconn *conn, const char *group_id,
@@ -287,6 +290,9 @@ CopySnapshotRows(PGconn *conn, const char *group_id, const char *display,
 						display, group_id, point->applied, needed)));
 	point->log_start = Max(peer_start, group.compacted_below);
 
+	/* the tables' DDL this node has not applied, then their rows */
+	ReplayPeerDdl(conn, group_id, display, group.last_applied_round);
+
 	/* the log and the membership */
 	values[0] = CStringGetTextDatum(group_id);
 	values[1] = Int64GetDatum(point->log_start);
@@ -307,6 +313,8 @@ CopySnapshotRows(PGconn *conn, const char *group_id, const char *display,
 			  values, SPI_OK_DELETE);
 	/* this node's own rows go: the peer's tables replace what they named */
 	ExecLocal("DELETE FROM pgp_metadata.local_commit WHERE group_id = $1", 1, types,
+			  values, SPI_OK_DELETE);
+	ExecLocal("DELETE FROM pgp_metadata.ddl_history WHERE group_id = $1", 1, types,
 			  values, SPI_OK_DELETE);
 	PaxosCopyReplicatedTables(conn, group_id, display, true);
 
@@ -356,6 +364,72 @@ EmptyTables(PGconn *conn, const char *group_id, const char *display)
 	foreach(lc, tables)
 		if (SPI_execute(psprintf("DELETE FROM %s", (char *) lfirst(lc)), false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "pg_paxos: could not empty %s", (char *) lfirst(lc));
+}
+
+/* LocallyCommitted: do this node's tables hold the transaction already? */
+static bool
+LocallyCommitted(const char *group_id, const char *txn_id)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = CStringGetTextDatum(txn_id);
+	if (SPI_execute_with_args("SELECT 1 FROM pgp_metadata.local_commit"
+							  " WHERE group_id = $1 AND txn_id = $2",
+							  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: could not look up transaction %s", txn_id);
+	return SPI_processed > 0;
+}
+
+/*
+ * ReplayPeerDdl runs here, in log order, the DDL the peer applied after
+ * round `applied` (this node's tables stand there): its rounds may be
+ * compacted, but the peer keeps the statements (pgp_metadata.ddl_history).
+ * They run as the applier runs them, and are skipped, as the applier
+ * skips them, for a transaction of this node that committed here.
+ */
+static void
+ReplayPeerDdl(PGconn *conn, const char *group_id, const char *display, int64 applied)
+{
+	PGresult   *res;
+	bool		save_applying = PaxosApplying;
+	int			i;
+
+	res = PaxosRemoteQuery(conn, psprintf("SELECT round_num, statement, txn_id FROM pgp_metadata.ddl_history"
+										  " WHERE group_id = $1 AND round_num > " INT64_FORMAT
+										  " ORDER BY round_num, entry_index, change_index",
+										  applied), group_id, display);
+	if (PQntuples(res) == 0)
+	{
+		PQclear(res);
+		return;
+	}
+	(void) set_config_option("session_replication_role", "replica", PGC_SUSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	PaxosApplying = true;
+	PG_TRY();
+	{
+		for (i = 0; i < PQntuples(res); i++)
+		{
+			/* a transaction of this node whose local commit ran it already */
+			if (!PQgetisnull(res, i, 2) && LocallyCommitted(group_id, PQgetvalue(res, i, 2)))
+				continue;
+			if (SPI_execute(PQgetvalue(res, i, 1), false, 0) < 0)
+				elog(ERROR, "pg_paxos: could not replay the DDL of round %s: %s",
+					 PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+			PaxosForgetDroppedTables();
+		}
+		ereport(LOG,
+				(errmsg("pg_paxos: replayed %d DDL statements of paxos group \"%s\" from node \"%s\" before copying its tables",
+						PQntuples(res), group_id, display)));
+	}
+	PG_FINALLY();
+	{
+		PaxosApplying = save_applying;
+		PQclear(res);
+	}
+	PG_END_TRY();
 }
 
 /* ExecLocal runs one statement through SPI and checks its result code. */

@@ -209,3 +209,64 @@ def test_node_back_within_member_timeout_learns_from_the_log(cluster_factory):
     bank.run(cluster, duration=10, fault=stop_wait_start, fault_at=2,
              faulty=(down.index,))
     assert 'copied a snapshot' not in open(down.logfile).read()
+
+
+def columns(node, table):
+    return node.sql("SELECT attname, format_type(atttypid, atttypmod) "
+                    "FROM pg_attribute WHERE attrelid = %s::regclass "
+                    "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                    (table,))
+
+
+def test_snapshot_copy_replays_ddl_of_compacted_rounds(cluster_factory):
+    """DDL made while a node was down, in rounds compacted before it came
+    back: the snapshot it copies brings the columns, the rename and the
+    index along with the rows, and it goes on applying writes that use
+    them."""
+    cluster = cluster_factory(3, SETTINGS)
+    checks.setup_replication(
+        cluster, 'ddl', 'CREATE TABLE items (id int PRIMARY KEY, v int)',
+        ['items'])
+    first, down = cluster[0], cluster[2]
+    first.sql('INSERT INTO items SELECT g, g FROM generate_series(1, 50) g')
+    checks.wait_tables_identical(cluster.nodes, ['items'])
+
+    def state(node):
+        return tuple(node.sql('SELECT last_applied_round, compacted_below '
+                              'FROM pgp_metadata."group" '
+                              "WHERE group_id = 'ddl'")[0])
+
+    applied, _ = state(down)
+    down.stop()
+    first.sql("ALTER TABLE items ADD COLUMN note text DEFAULT 'none'")
+    first.sql('ALTER TABLE items RENAME COLUMN v TO w')
+    first.sql('CREATE INDEX items_w ON items (w)')
+    first.sql("UPDATE items SET note = 'n' || id WHERE id <= 10")
+    # rounds enough, for long enough, to be compacted past the stopped node
+    deadline = time.monotonic() + 30
+    i = 100
+    while not all(state(n)[1] > applied + 1 + SLACK for n in cluster[:2]):
+        assert time.monotonic() < deadline, 'no compaction past %s' % down.name
+        first.sql("INSERT INTO items VALUES (%s, %s, 'later')", (i, i))
+        i += 1
+        time.sleep(0.05)
+    assert first.scalar("SELECT count(*) FROM pgp_metadata.ddl_history "
+                        "WHERE group_id = 'ddl'") == 3
+    down.start()
+
+    wait_for('a snapshot copy on %s' % down.name,
+             lambda: 'copied a snapshot of round' in open(down.logfile).read())
+    assert 'replayed 3 DDL statements' in open(down.logfile).read()
+    checks.wait_tables_identical(cluster.nodes, ['items'])
+    assert columns(down, 'items') == columns(first, 'items') == \
+        [('id', 'integer'), ('w', 'integer'), ('note', 'text')]
+    assert down.scalar("SELECT count(*) FROM pg_indexes "
+                       "WHERE indexname = 'items_w'") == 1
+
+    # it writes with the new columns, and everyone gets it
+    down.sql("UPDATE items SET note = 'from ' || current_setting("
+             "'pg_paxos.node_id'), w = w + 1 WHERE id = 1")
+    checks.wait_tables_identical(cluster.nodes, ['items'])
+    assert first.sql('SELECT w, note FROM items WHERE id = 1') == \
+        [(2, 'from %s' % down.name)]
+    checks.assert_tables_identical(cluster.nodes, ['items'])

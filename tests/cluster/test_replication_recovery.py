@@ -8,6 +8,7 @@ import threading
 import time
 
 import psycopg2
+import pytest
 
 import checks
 import pgcluster
@@ -157,3 +158,33 @@ def test_stopped_node_catches_up(cluster):
     assert cluster[1].scalar("SELECT origin FROM events WHERE id = 'back'") \
         == victim.name
     checks.assert_tables_identical(cluster.nodes, TABLES)
+
+
+def test_join_refuses_a_table_with_other_columns(cluster_factory):
+    """Rows are copied to a joining node by column name: if its table lacks
+    a column of the group's, the join fails with a clear error (instead of
+    dropping that column's values) and leaves nothing behind; once the
+    table is fixed the same call works."""
+    cluster = cluster_factory(3)
+    joiner = cluster.nodes.pop()
+    ddl = 'CREATE TABLE items (id int PRIMARY KEY, v int, note text)'
+    checks.setup_replication(cluster, 'cols', ddl, ['items'])
+    cluster[0].sql("INSERT INTO items SELECT g, g, 'n' || g "
+                   "FROM generate_series(1, 20) g")
+    joiner.sql('CREATE TABLE items (id int PRIMARY KEY, v int)')
+    args = ('cols', cluster[0].connstr, joiner.connstr)
+    with pytest.raises(psycopg2.Error) as err:
+        joiner.sql('SELECT paxos_join_group(%s, %s, %s)', args)
+    assert err.value.pgcode == '55000', err.value.pgcode
+    assert 'table items has other columns here than on node' in str(err.value)
+    assert 'Here: id integer, v integer. There: id integer, note text, ' \
+        'v integer.' in str(err.value)
+    assert joiner.scalar('SELECT count(*) FROM pgp_metadata."group"') == 0
+    assert cluster[0].scalar(
+        "SELECT count(*) FROM pgp_metadata.host WHERE group_id = 'cols' "
+        'AND max_round_num IS NULL') == 2
+
+    joiner.sql('ALTER TABLE items ADD COLUMN note text')
+    joiner.sql('SELECT paxos_join_group(%s, %s, %s)', args)
+    cluster.nodes.append(joiner)
+    checks.assert_tables_identical(cluster.nodes, ['items'])
