@@ -375,6 +375,7 @@ typedef struct PeerView
 	bool		reachable;
 	TimestampTz last_contact;
 	TimestampTz since;			/* when this node started heartbeating it */
+	TimestampTz answered_at;	/* last answer to this node's own heartbeat */
 	int64		decided;
 	int64		applied;
 	int64		compacted_below;	/* its log starts there */
@@ -390,6 +391,7 @@ typedef struct GroupView
 	char		leader_node[PAXOS_NODE_ID_MAX];
 	char		leader_conn[PAXOS_CONNSTR_MAX];
 	TimestampTz leader_contact; /* last heard from the leader */
+	TimestampTz quorum_at;		/* leading here: last time a majority answered */
 	bool		candidate;		/* standing for election soon */
 	TimestampTz stand_at;
 	uint64		leader_changes;
@@ -412,7 +414,7 @@ extern void PaxosLeaderLock(bool exclusive);
 extern void PaxosLeaderUnlock(void);
 extern void PaxosNotePeer(const char *group_id, const char *connstr,
 						  const char *node_id, int64 decided, int64 applied,
-						  int64 compacted_below);
+						  int64 compacted_below, bool vouches_leader);
 extern int64 PaxosStandForLeader(const char *group_id, const char *why);
 extern Size PaxosLeaderShmemSize(void);
 extern void PaxosLeaderShmemInit(void);

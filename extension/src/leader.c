@@ -158,6 +158,7 @@ PaxosAdoptLeader(const char *group_id, int64 round, const char *node_id,
 		strlcpy(v->leader_node, node_id, PAXOS_NODE_ID_MAX);
 		strlcpy(v->leader_conn, connstr, PAXOS_CONNSTR_MAX);
 		v->leader_contact = GetCurrentTimestamp();
+		v->quorum_at = v->leader_contact;	/* a majority just chose it */
 		v->candidate = false;
 		v->leader_changes++;
 		self = v->own_connstr[0] != '\0' && strcmp(connstr, v->own_connstr) == 0;
@@ -233,12 +234,16 @@ PaxosFindPeer(GroupView *v, const char *connstr)
 }
 
 /*
- * PaxosNotePeer records that a peer was heard from, with what it said;
- * hearing from the leader keeps it leader here.
+ * PaxosNotePeer records that a peer was heard from, with what it said.
+ * Hearing from the leader keeps it leader here only if the contact says it
+ * can lead (vouches_leader): it reached this node by itself (its
+ * heartbeat), or it answered this node's heartbeat saying it leads with a
+ * majority answering it.  A leader this node reaches but that reaches
+ * nobody (a one-way partition) must not be followed for ever.
  */
 void
 PaxosNotePeer(const char *group_id, const char *connstr, const char *node_id,
-			  int64 decided, int64 applied, int64 compacted_below)
+			  int64 decided, int64 applied, int64 compacted_below, bool vouches_leader)
 {
 	GroupView  *v;
 	PeerView   *p;
@@ -254,7 +259,7 @@ PaxosNotePeer(const char *group_id, const char *connstr, const char *node_id,
 		p->decided = decided;
 		p->applied = applied;
 		p->compacted_below = compacted_below;
-		if (v->leader_round >= 0 && strcmp(v->leader_conn, connstr) == 0)
+		if (vouches_leader && v->leader_round >= 0 && strcmp(v->leader_conn, connstr) == 0)
 			v->leader_contact = now;
 	}
 	PaxosLeaderUnlock();
@@ -288,13 +293,20 @@ paxos_heartbeat(PG_FUNCTION_ARGS)
 	if (leader_round >= 0 && leader_node != NULL && leader_conn != NULL)
 		PaxosAdoptLeader(group_id, leader_round, leader_node, leader_conn,
 						 psprintf("heard from node %s", node_id));
-	PaxosNotePeer(group_id, connstr, node_id, decided, applied, compacted_below);
+	PaxosNotePeer(group_id, connstr, node_id, decided, applied, compacted_below, true);
 
 	PaxosLeaderLock(false);
 	v = PaxosGroupView(group_id, false);
 	values[0] = CStringGetTextDatum(PaxosOwnNodeId());
 	values[1] = Int64GetDatum(v ? v->leader_round : -1);
-	if (v != NULL && v->leader_round >= 0)
+	if (v != NULL && v->leader_round >= 0 && strcmp(v->leader_conn, v->own_connstr) == 0 &&
+		TimestampDifferenceExceeds(v->quorum_at, GetCurrentTimestamp(), PaxosLeaderTimeoutMs))
+	{
+		/* leading here, but no majority answers: say no leader is known */
+		values[1] = Int64GetDatum(-1);
+		nulls[2] = nulls[3] = true;
+	}
+	else if (v != NULL && v->leader_round >= 0)
 	{
 		values[2] = CStringGetTextDatum(v->leader_node);
 		values[3] = CStringGetTextDatum(v->leader_conn);

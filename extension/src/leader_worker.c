@@ -179,10 +179,12 @@ OnHeartbeat(void *arg, int host, PGresult *res, const char *error)
 		PaxosAdoptLeader(hc->group->group_id, strtoi64(PQgetvalue(res, 0, 1), NULL, 10),
 						 PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
 						 psprintf("heard from node %s", PQgetvalue(res, 0, 0)));
+	/* an answer keeps the leader only if it says it leads (with a majority) */
 	PaxosNotePeer(hc->group->group_id, connstr, PQgetvalue(res, 0, 0),
 				  strtoi64(PQgetvalue(res, 0, 4), NULL, 10),
 				  strtoi64(PQgetvalue(res, 0, 5), NULL, 10),
-				  strtoi64(PQgetvalue(res, 0, 6), NULL, 10));
+				  strtoi64(PQgetvalue(res, 0, 6), NULL, 10),
+				  !PQgetisnull(res, 0, 3) && strcmp(PQgetvalue(res, 0, 3), connstr) == 0);
 	return false;
 }
 
@@ -237,18 +239,32 @@ Heartbeat(LeaderGroup *lg)
 	FanoutCall(peers, npeers, RPC_HEARTBEAT, params, 9,
 			   Max(PaxosHeartbeatIntervalMs, 20), OnHeartbeat, &hc, &stats);
 
-	/* who did not answer is unreachable for now */
+	/*
+	 * Who did not answer is unreachable for now.  Answers to this node's
+	 * own calls are what its proposals get too: while a majority (this
+	 * node included) answered within the leader timeout, it can lead.
+	 */
 	PaxosLeaderLock(true);
 	{
 		GroupView  *v = PaxosGroupView(lg->group_id, false);
+		TimestampTz now = GetCurrentTimestamp();
+		int			answering = 1;
 
 		for (i = 0; v != NULL && i < npeers; i++)
 		{
-			PeerView   *p;
+			PeerView   *p = PaxosFindPeer(v, peers[i]->connstr);
 
-			if (!hc.answered[i] && (p = PaxosFindPeer(v, peers[i]->connstr)) != NULL)
+			if (p == NULL)
+				continue;
+			if (hc.answered[i])
+				p->answered_at = now;
+			else
 				p->reachable = false;
+			if (!TimestampDifferenceExceeds(p->answered_at, now, PaxosLeaderTimeoutMs))
+				answering++;
 		}
+		if (v != NULL && answering >= (npeers + 1) / 2 + 1)
+			v->quorum_at = now;
 	}
 	PaxosLeaderUnlock();
 }

@@ -224,3 +224,51 @@ def test_leader_cut_off_and_healed(partitioned):
         and len({x['applied_round'] for x in s.values()}) == 1, 20,
         'every node applied the same rounds')
     assert final[old]['role'] == 'follower'
+
+
+def test_leader_cut_off_one_way(partitioned):
+    """One way only: nothing the leader's node sends to its peers arrives
+    (it cannot get anything accepted, nor heartbeat), while the peers still
+    reach it and hear it answer.  Hearing it must not keep them following
+    a leader that cannot lead: a new leader is elected among them, they
+    keep committing, and after healing everything converges and the bank
+    checks hold."""
+    cluster, net = partitioned
+    statuses = wait_status(cluster, agreed_leader, 20, 'a leader everybody '
+                           'agrees on')
+    old = [n for n in cluster if n.name == agreed_leader(statuses)][0]
+    others = [n for n in cluster if n is not old]
+    t = {}
+
+    def cut_one_way():
+        net.cut([(old, o) for o in others])
+        t['cut'] = time.monotonic()
+        new = wait_status(
+            others, lambda s: agreed_leader(s) not in (None, old.name), 15,
+            'a new leader among %s with %s cut off one way'
+            % ([n.name for n in others], old.name))
+        t['elected'] = time.monotonic()
+        t['new'] = [n for n in others if n.name == agreed_leader(new)][0]
+        t['decided_before'] = new[t['new']]['decided_round']
+        time.sleep(max(0.0, t['cut'] + CUT_SECONDS - time.monotonic()))
+        t['decided_cut'] = node_status(t['new'])['decided_round']
+        t['heal'] = time.monotonic()
+        net.heal_all()
+
+    details = {}
+    bank.run(cluster, DURATION, fault=cut_one_way, fault_at=DURATION / 5,
+             faulty=(old.index,), details=details)
+    print('one-way cut of %s: %s elected after %.2f s'
+          % (old.name, t['new'].name, t['elected'] - t['cut']))
+    assert t['new'] in others
+    assert t['decided_cut'] > t['decided_before']
+    ok_clients = [r for n, r in details['clients'] if n is not old]
+    majority = [(s, a) for r in ok_clients for s, a in r['acked_at']
+                if s > t['elected'] and a < t['heal']]
+    assert len(majority) >= 10, 'only %d transfers committed on the ' \
+        'majority side during the one-way cut' % len(majority)
+    final = wait_status(
+        cluster, lambda s: len({x['decided_round'] for x in s.values()}) == 1
+        and len({x['applied_round'] for x in s.values()}) == 1, 20,
+        'every node applied the same rounds')
+    assert agreed_leader(final) is not None
