@@ -234,6 +234,8 @@ extern void PaxosRunRound(const char *group_id, int64 round,
 						  const char *value_id, const char *value,
 						  int priority, PaxosOutcome *outcome);
 extern PeerConnection **PaxosPeersFor(List *connstrs, int *npeers);
+extern bool PaxosLearnInProcess;
+extern void PaxosFlushCarriedLearn(void);
 extern PeerConnection *PaxosSelfPeer(const char *group_id);
 extern int64 PaxosPreparedRound(const char *group_id);
 

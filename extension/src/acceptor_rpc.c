@@ -50,6 +50,9 @@ static void LearnPiggybacked(FunctionCallInfo fcinfo, int argno,
 							 const GroupInfo *group, const px_ballot *ballot);
 static bool LearnOwnStep(px_acceptor_state *st, void *arg);
 
+/* Whether LearnPiggybacked just learned its round (the applier is woken). */
+static bool own_learned = false;
+
 /*
  * BallotFromArgs reads the (proposer id, group, round, proposal number)
  * arguments every RPC starts with, refusing bad values.
@@ -144,10 +147,13 @@ LearnPiggybacked(FunctionCallInfo fcinfo, int argno, const GroupInfo *group,
 	if (round < group->compacted_below)
 		return;
 	px_ballot_set(&learned, PG_GETARG_INT64(argno + 1), ballot->proposer);
+	own_learned = false;
 	RoundStoreStep(group->group_id, round, LearnOwnStep, &learned, &st);
+	if (own_learned)
+		PaxosWakeApplierAtCommit();
 }
 
-/* LearnOwnStep is the learn step of LearnPiggybacked. */
+/* LearnOwnStep is the learn step of LearnPiggybacked; sets own_learned. */
 static bool
 LearnOwnStep(px_acceptor_state *st, void *arg)
 {
@@ -156,7 +162,8 @@ LearnOwnStep(px_acceptor_state *st, void *arg)
 	if (st->decided || !st->has_accepted ||
 		px_ballot_cmp(&st->accepted, learned) != 0 || MembershipIsChange(st->value))
 		return false;
-	return px_acceptor_learn(st, learned, st->value);
+	own_learned = px_acceptor_learn(st, learned, st->value);
+	return own_learned;
 }
 
 /*

@@ -6,7 +6,11 @@
  * Being one process, it is one proposer: the round it prepares ahead with
  * each append (phase 1 of round r+1 travels with phase 2 of round r) is
  * its own next round, so while this node leads, every batch costs one
- * round trip to the acceptors.  A batch that fails (no majority, a timeout)
+ * round trip to the acceptors.  It learns each chosen round in its own
+ * transaction (this node's acceptor is not asked to), and the other
+ * members learn it with the next round's accept, which carries it, or,
+ * when nothing follows, as soon as the batcher is idle: no separate
+ * decision message per round under load.  A batch that fails (no majority, a timeout)
  * is reported to each waiting backend as "in doubt": its round may still
  * be chosen, and the origin settles that (submit.c).
  */
@@ -122,6 +126,7 @@ PaxosBatcherMain(Datum arg)
 	MemoryContext context;
 
 	PaxosWorkerConnect("pg_paxos batcher");
+	PaxosLearnInProcess = true;
 	context = AllocSetContextCreate(TopMemoryContext, "pg_paxos batch",
 									ALLOCSET_DEFAULT_SIZES);
 	PaxosBatchSetBatcher(MyLatch);
@@ -140,7 +145,8 @@ PaxosBatcherMain(Datum arg)
 			RunBatch(context);
 			CHECK_FOR_INTERRUPTS();
 		}
-		/* the last round's decision, kept for busy members: deliver it now */
+		/* the last round's decision, carried or kept for busy members: deliver it now */
+		PaxosFlushCarriedLearn();
 		FanoutFlushDeferred(PaxosRpcTimeoutMs);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

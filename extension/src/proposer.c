@@ -29,6 +29,7 @@
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -83,6 +84,10 @@ typedef struct ProposerCarry
 	char	   *learn_group;
 	int64		learn_round;
 	int64		learn_number;
+	/* with PaxosLearnInProcess: to tell the peers if no accept carries it */
+	char	   *learn_proposer;
+	px_value	learn_value;
+	List	   *learn_peers;	/* connection strings */
 } ProposerCarry;
 
 static MemoryContext ProposerContext = NULL;
@@ -98,6 +103,8 @@ static bool OnPromise(void *arg, int host, PGresult *res, const char *error);
 static bool OnAccepted(void *arg, int host, PGresult *res, const char *error);
 static bool OnLearned(void *arg, int host, PGresult *res, const char *error);
 static int	LocalHostIndex(List *hosts, const char *own);
+static void LearnHere(const char *group_id, int64 round, const px_ballot *ballot,
+					  px_value value);
 static void Backoff(int conflicts);
 static void Retry(px_proposer *p);
 static void NoMajority(const char *group_id, int64 round, int nhosts,
@@ -107,6 +114,8 @@ static void Unreachable(const char *group_id, int64 round, int nhosts,
 static void CarryNext(const char *group_id, int64 round, int64 config_round,
 					  const px_proposer *next);
 static void CarryLearn(const char *group_id, int64 round, int64 number);
+static void CarryLearnValue(const char *group_id, int64 round, const px_ballot *ballot,
+							px_value value, PeerConnection **peers, int npeers);
 static char *CarryString(const char *s);
 
 /*
@@ -348,6 +357,85 @@ CarryLearn(const char *group_id, int64 round, int64 number)
 	carry.learn_group = CarryString(group_id);
 	carry.learn_round = round;
 	carry.learn_number = number;
+	carry.learn_proposer = NULL;
+	carry.learn_peers = NIL;
+}
+
+/*
+ * CarryLearnValue is CarryLearn for a process that learned the round
+ * itself (PaxosLearnInProcess): the value and the peers are kept too, so
+ * that PaxosFlushCarriedLearn can tell them if no next accept does.
+ */
+static void
+CarryLearnValue(const char *group_id, int64 round, const px_ballot *ballot,
+				px_value value, PeerConnection **peers, int npeers)
+{
+	MemoryContext old;
+	int			i;
+
+	CarryLearn(group_id, round, ballot->number);
+	carry.learn_proposer = CarryString(ballot->proposer);
+	carry.learn_value.id = CarryString(value.id);
+	carry.learn_value.data = CarryString(value.data);
+	old = MemoryContextSwitchTo(ProposerContext);
+	for (i = 0; i < npeers; i++)
+		carry.learn_peers = lappend(carry.learn_peers, pstrdup(peers[i]->connstr));
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * PaxosFlushCarriedLearn hands the round this process learned and carries
+ * for its next accept to the peers' deferred learn requests (sent before
+ * their next request, or by FanoutFlushDeferred): the batcher calls it
+ * when it has nothing more to append.
+ */
+void
+PaxosFlushCarriedLearn(void)
+{
+	char		round_str[32];
+	char		number_str[32];
+	const char *params[6];
+	ListCell   *lc;
+
+	if (!carry.has_learn || carry.learn_proposer == NULL)
+		return;
+	carry.has_learn = false;
+	snprintf(round_str, sizeof(round_str), INT64_FORMAT, carry.learn_round);
+	snprintf(number_str, sizeof(number_str), INT64_FORMAT, carry.learn_number);
+	params[0] = carry.learn_proposer;
+	params[1] = carry.learn_group;
+	params[2] = round_str;
+	params[3] = number_str;
+	params[4] = carry.learn_value.id;
+	params[5] = carry.learn_value.data;
+	foreach(lc, carry.learn_peers)
+		PeerDeferLearn(PeerGet((char *) lfirst(lc)), params);
+}
+
+/*
+ * Whether this process learns the rounds it got chosen in its own
+ * transaction instead of through its node's acceptor (the batcher: it
+ * commits right after, and certifies in its next transaction).
+ */
+bool		PaxosLearnInProcess = false;
+
+/*
+ * LearnHere records a chosen value in this node's log, in the current
+ * transaction, which need not wait for its WAL flush: learning can always
+ * be redone (as paxos_confirm_consensus does for an ordinary entry).
+ */
+static void
+LearnHere(const char *group_id, int64 round, const px_ballot *ballot, px_value value)
+{
+	GroupInfo	group;
+
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	if (round >= group.compacted_below)
+		RoundStoreLearn(group_id, round, ballot, value);
+	SPI_finish();
 }
 
 /* LocalHostIndex is the position of own among a round's hosts, or -1. */
@@ -508,6 +596,8 @@ restart:
 
 	/* a round chosen by the previous call is made known with this one */
 	params[4] = params[5] = NULL;
+	if (carry.has_learn && strcmp(carry.learn_group, group_id) != 0)
+		PaxosFlushCarriedLearn();	/* another group's: tell its peers */
 	if (carry.has_learn && strcmp(carry.learn_group, group_id) == 0)
 	{
 		snprintf(learned_round_str, sizeof(learned_round_str), INT64_FORMAT, carry.learn_round);
@@ -631,10 +721,38 @@ restart:
 			strncmp(value_id, PAXOS_TXN_PREFIX, strlen(PAXOS_TXN_PREFIX)) == 0
 			? LocalHostIndex(hosts, own_connstr) : -1;
 		lcol.local_done = false;
-		FanoutCall(peers, npeers, RPC_CONFIRM, params, 6, PaxosRpcTimeoutMs,
-				   lcol.needed > 0 || lcol.local >= 0 ? OnLearned : NULL, &lcol, &stats);
-		if (lcol.acks < lcol.needed)
-			NoMajority(group_id, round, npeers, &stats);
+		if (PaxosLearnInProcess && lcol.needed == 0 && lcol.local >= 0)
+		{
+			/*
+			 * This node learns here.  The others learn with the next
+			 * accept, which carries the round when it was chosen under our
+			 * ballot (an acceptor that accepted it under that ballot learns
+			 * it), or, when nothing follows, when the batcher is idle
+			 * (PaxosFlushCarriedLearn); else they are told now, without
+			 * waiting.
+			 */
+			PeerConnection **others = palloc(sizeof(PeerConnection *) * npeers);
+			int			nothers = 0;
+			int			i;
+
+			for (i = 0; i < npeers; i++)
+				if (i != lcol.local)
+					others[nothers++] = peers[i];
+			LearnHere(group_id, round, &p.chosen_ballot, p.proposal);
+			if (strcmp(p.chosen_ballot.proposer, proposer_id) == 0)
+				CarryLearnValue(group_id, round, &p.chosen_ballot, p.proposal,
+								others, nothers);
+			else
+				FanoutCall(others, nothers, RPC_CONFIRM, params, 6, PaxosRpcTimeoutMs,
+						   NULL, NULL, &stats);
+		}
+		else
+		{
+			FanoutCall(peers, npeers, RPC_CONFIRM, params, 6, PaxosRpcTimeoutMs,
+					   lcol.needed > 0 || lcol.local >= 0 ? OnLearned : NULL, &lcol, &stats);
+			if (lcol.acks < lcol.needed)
+				NoMajority(group_id, round, npeers, &stats);
+		}
 	}
 	else
 		CarryLearn(group_id, round, p.chosen_ballot.number);
