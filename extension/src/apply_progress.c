@@ -37,6 +37,10 @@ typedef struct GroupProgress
 	int64		certified;
 	int64		accepted;		/* highest round with an accepted value */
 	bool		accepted_known; /* read from the round table since start */
+	int64		decided_through;	/* every round up to it is decided here */
+	/* pending only: rounds a transaction found or made decided, or -1 */
+	int64		decided_from;
+	int64		decided_to;
 	/* the majority's highest round, asked once for concurrent statements */
 	bool		asking;			/* a question is in flight */
 	uint64		asked;			/* number of the last question sent */
@@ -185,6 +189,48 @@ PaxosNoteAcceptedAtCommit(const char *group_id, int64 round)
 }
 
 /*
+ * PaxosNoteDecidedAtCommit publishes, when the current transaction commits,
+ * that every round in [from, to] is decided here (it made them so, or saw
+ * them so): if that joins the rounds known decided from the start of the
+ * log, the learners need not look there again (PaxosDecidedThrough).
+ * Only one range per group and transaction is kept: a range that does not
+ * join or extend it is dropped, which only means a query later.
+ */
+void
+PaxosNoteDecidedAtCommit(const char *group_id, int64 from, int64 to)
+{
+	GroupProgress *p = PendingFor(group_id);
+
+	if (p == NULL || from > to)
+		return;
+	if (p->decided_from < 0 || (from <= p->decided_from && to >= p->decided_from - 1))
+	{
+		p->decided_to = p->decided_from < 0 ? to : Max(to, p->decided_to);
+		p->decided_from = from;
+	}
+	else if (from >= p->decided_from && from <= p->decided_to + 1)
+		p->decided_to = Max(to, p->decided_to);
+}
+
+/*
+ * PaxosDecidedThrough is the round up to which every round of the group is
+ * decided here, as committed transactions published it (-1: not known).
+ */
+int64
+PaxosDecidedThrough(const char *group_id)
+{
+	GroupProgress *g;
+	int64		through = -1;
+
+	SpinLockAcquire(&progress->mutex);
+	g = FindProgress(group_id, false);
+	if (g != NULL)
+		through = g->decided_through;
+	SpinLockRelease(&progress->mutex);
+	return through;
+}
+
+/*
  * PendingFor finds or makes the current transaction's entry for a group;
  * NULL beyond a few groups in one transaction (waiters then fall back).
  */
@@ -202,6 +248,7 @@ PendingFor(const char *group_id)
 	strlcpy(pending[npending].group_id, group_id, PAXOS_GROUP_ID_MAX);
 	pending[npending].applied = pending[npending].accepted = -1;
 	pending[npending].certified = -1;
+	pending[npending].decided_from = pending[npending].decided_to = -1;
 	return &pending[npending++];
 }
 
@@ -221,6 +268,7 @@ FindProgress(const char *group_id, bool create)
 	progress->groups[progress->ngroups].applied = -1;
 	progress->groups[progress->ngroups].certified = -1;
 	progress->groups[progress->ngroups].accepted = -1;
+	progress->groups[progress->ngroups].decided_through = -1;
 	return &progress->groups[progress->ngroups++];
 }
 
@@ -240,6 +288,9 @@ PublishPending(void)
 			g->applied = Max(g->applied, pending[i].applied);
 			g->certified = Max(g->certified, pending[i].certified);
 			g->accepted = Max(g->accepted, pending[i].accepted);
+			if (pending[i].decided_from >= 0 &&
+				pending[i].decided_from <= g->decided_through + 1)
+				g->decided_through = Max(g->decided_through, pending[i].decided_to);
 		}
 	}
 	if (lost_accepted)
@@ -455,6 +506,7 @@ PaxosForgetProgress(const char *group_id)
 		g->certified = -1;
 		g->accepted = -1;
 		g->accepted_known = false;
+		g->decided_through = -1;
 	}
 	SpinLockRelease(&progress->mutex);
 }

@@ -19,6 +19,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
+#include "access/xact.h"
 
 /* Columns of the state, in the order every plan below uses. */
 #define ROUND_STATE_COLUMNS \
@@ -187,6 +188,7 @@ RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
 	{
 		px_acceptor_state st;
 		bool		found = RoundStoreLoad(group_id, round, true, &st);
+		bool		was_decided = found && st.decided;
 		Datum		values[9];
 		char		nulls[9];
 		int			rc;
@@ -216,6 +218,8 @@ RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
 		{
 			if (st.value.id != NULL)
 				PaxosNoteAcceptedAtCommit(group_id, round);
+			if (st.decided && !was_decided)
+				PaxosNoteDecidedAtCommit(group_id, round, round);
 			*result = st;
 			return;
 		}
@@ -340,6 +344,8 @@ RoundStoreDecidedIn(const char *group_id, int64 from_round, int64 to_round,
 
 /* Decided rounds read at a time while looking for the undecided ones. */
 #define UNDECIDED_SCAN_CHUNK 4096
+/* Up to this many rounds past the known decided ones are looked up singly. */
+#define UNDECIDED_LOOKUPS 4
 
 /*
  * RoundStoreUndecidedIn fills rounds[] with up to max rounds in [from, to]
@@ -354,8 +360,48 @@ RoundStoreUndecidedIn(const char *group_id, int64 from_round, int64 to_round,
 {
 	Datum		values[4];
 	int			n = 0;
-	int64		next = from_round;
+	int64		next;
+	int64		through;
 
+	/*
+	 * Rounds committed transactions published as decided need no query;
+	 * a transaction-wide snapshot might not see them yet, so not there.
+	 */
+	if (!IsolationUsesXactSnapshot())
+	{
+		through = PaxosDecidedThrough(group_id);
+		if (to_round <= through)
+			return 0;
+		from_round = Max(from_round, through + 1);
+
+		/*
+		 * A few rounds past it (on a follower, the newest accepted round,
+		 * decided only when the next accept carries it): looked up one by
+		 * one; a round without a row (compacted?) takes the query below.
+		 */
+		if (through >= 0 && to_round - from_round < UNDECIDED_LOOKUPS)
+		{
+			int64		r;
+
+			for (r = from_round; r <= to_round && n < max; r++)
+			{
+				px_acceptor_state st;
+
+				if (!RoundStoreLoad(group_id, r, false, &st))
+					break;
+				if (!st.decided)
+					rounds[n++] = r;
+			}
+			if (r > to_round || n == max)
+			{
+				PaxosNoteDecidedAtCommit(group_id, from_round,
+										 n > 0 ? rounds[0] - 1 : to_round);
+				return n;
+			}
+			n = 0;
+		}
+	}
+	next = from_round;
 	values[0] = CStringGetTextDatum(group_id);
 	values[2] = Int64GetDatum(to_round);
 	values[3] = Int64GetDatum(UNDECIDED_SCAN_CHUNK);
@@ -393,5 +439,8 @@ RoundStoreUndecidedIn(const char *group_id, int64 from_round, int64 to_round,
 			break;
 		}
 	}
+	/* what this query saw decided from its first round on, for the next */
+	PaxosNoteDecidedAtCommit(group_id, from_round,
+							 n > 0 ? rounds[0] - 1 : Min(next - 1, to_round));
 	return n;
 }
