@@ -39,6 +39,7 @@ c/b and b/a for each client count.
 
     /usr/bin/python3 bench/pgbench_bank.py [--duration 20] [--clients 1,8]
                                            [--only a,b,c] [--max-tries 10]
+                                           [--paxos-setting NAME=VALUE ...]
 
 Exit status 0 if every selected system ran and passed its checks.  Every
 server it starts is stopped (by data directory) and its files removed when
@@ -423,8 +424,12 @@ def start_b(cluster_holder):
     return System('b', cluster)
 
 
+# --paxos-setting NAME=VALUE: server settings of the pg_paxos nodes only
+PAXOS_SETTINGS = {}
+
+
 def start_c(cluster_holder):
-    cluster = pgcluster.Cluster(3)
+    cluster = pgcluster.Cluster(3, dict(PAXOS_SETTINGS))
     cluster_holder.append(cluster)
     cluster.start()
     found = cluster[0].scalar("SELECT count(*) FROM pg_proc "
@@ -555,9 +560,18 @@ def main():
     parser.add_argument('--mode', default='prepared',
                         choices=('simple', 'extended', 'prepared'),
                         help='pgbench -M (default prepared)')
+    parser.add_argument('--paxos-setting', action='append', default=[],
+                        metavar='NAME=VALUE',
+                        help='a server setting of the pg_paxos nodes (c), '
+                             'e.g. pg_paxos.batch_wait=0; repeatable')
     opts = parser.parse_args()
     if opts.duration < 1:
         parser.error('--duration must be at least 1')
+    for setting in opts.paxos_setting:
+        name, eq, value = setting.partition('=')
+        if not eq or not name:
+            parser.error('--paxos-setting wants NAME=VALUE, not %r' % setting)
+        PAXOS_SETTINGS[name.strip()] = value.strip()
 
     # SIGTERM becomes SystemExit, so that every finally clause runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -569,6 +583,9 @@ def main():
               '-M %s, --max-tries %d, fsync on'
               % (ROWS, opts.duration, ','.join(map(str, opts.clients)),
                  opts.mode, opts.max_tries))
+        if PAXOS_SETTINGS:
+            print('pg_paxos nodes also set: %s' % ', '.join(
+                '%s=%s' % kv for kv in sorted(PAXOS_SETTINGS.items())))
         for key in 'abc':
             if key in opts.only:
                 results[key] = bench_system(key, opts, workdir)
