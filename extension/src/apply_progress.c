@@ -68,6 +68,7 @@ static bool lost_accepted = false;
 static void ProgressXactCallback(XactEvent event, void *arg);
 static GroupProgress *PendingFor(const char *group_id);
 static GroupProgress *FindProgress(const char *group_id, bool create);
+static bool Published(const char *group_id, GroupProgress *copy);
 
 Size
 PaxosProgressShmemSize(void)
@@ -161,15 +162,10 @@ PaxosNoteCertifiedAtCommit(const char *group_id, int64 round)
 bool
 PaxosCertifiedAtLeast(const char *group_id, int64 round)
 {
-	GroupProgress *g;
-	int64		certified = -1;
+	GroupProgress g;
 
-	SpinLockAcquire(&progress->mutex);
-	g = FindProgress(group_id, false);
-	if (g != NULL)
-		certified = g->certified;
-	SpinLockRelease(&progress->mutex);
-	return certified >= round || PaxosCertifiedUpTo(group_id) >= round;
+	return (Published(group_id, &g) && g.certified >= round) ||
+		PaxosCertifiedUpTo(group_id) >= round;
 }
 
 /*
@@ -219,15 +215,9 @@ PaxosNoteDecidedAtCommit(const char *group_id, int64 from, int64 to)
 int64
 PaxosDecidedThrough(const char *group_id)
 {
-	GroupProgress *g;
-	int64		through = -1;
+	GroupProgress g;
 
-	SpinLockAcquire(&progress->mutex);
-	g = FindProgress(group_id, false);
-	if (g != NULL)
-		through = g->decided_through;
-	SpinLockRelease(&progress->mutex);
-	return through;
+	return Published(group_id, &g) ? g.decided_through : -1;
 }
 
 /*
@@ -250,6 +240,20 @@ PendingFor(const char *group_id)
 	pending[npending].certified = -1;
 	pending[npending].decided_from = pending[npending].decided_to = -1;
 	return &pending[npending++];
+}
+
+/* Published copies what is published for a group; false if nothing is. */
+static bool
+Published(const char *group_id, GroupProgress *copy)
+{
+	GroupProgress *g;
+
+	SpinLockAcquire(&progress->mutex);
+	g = FindProgress(group_id, false);
+	if (g != NULL)
+		*copy = *g;
+	SpinLockRelease(&progress->mutex);
+	return g != NULL;
 }
 
 /* FindProgress finds (or makes) a group's entry; the caller holds the mutex. */
@@ -331,14 +335,9 @@ ProgressXactCallback(XactEvent event, void *arg)
 int64
 PaxosAppliedHere(const char *group_id)
 {
-	GroupProgress *g;
-	int64		applied;
+	GroupProgress g;
 
-	SpinLockAcquire(&progress->mutex);
-	g = FindProgress(group_id, false);
-	applied = g != NULL ? g->applied : -1;
-	SpinLockRelease(&progress->mutex);
-	return applied;
+	return Published(group_id, &g) ? g.applied : -1;
 }
 
 /*
