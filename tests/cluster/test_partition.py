@@ -272,3 +272,44 @@ def test_leader_cut_off_one_way(partitioned):
         and len({x['applied_round'] for x in s.values()}) == 1, 20,
         'every node applied the same rounds')
     assert agreed_leader(final) is not None
+
+
+def test_followers_cut_off_from_the_leader_one_way(partitioned):
+    """The other way: nothing the followers send to the leader arrives,
+    while the leader still reaches them.  The leader keeps getting its
+    rounds chosen (its requests and their answers travel on connections
+    it opened) and keeps leading; the followers cannot hand their commits
+    to it.  Whatever happens to those, nothing acknowledged is lost, and
+    after healing everything converges and the bank checks hold."""
+    cluster, net = partitioned
+    statuses = wait_status(cluster, agreed_leader, 20, 'a leader everybody '
+                           'agrees on')
+    leader = [n for n in cluster if n.name == agreed_leader(statuses)][0]
+    others = [n for n in cluster if n is not leader]
+    t = {}
+
+    def cut_one_way():
+        net.cut([(o, leader) for o in others])
+        t['cut'] = time.monotonic()
+        t['decided_before'] = node_status(leader)['decided_round']
+        time.sleep(CUT_SECONDS)
+        t['status_cut'] = {n.name: node_status(n) for n in cluster}
+        t['heal'] = time.monotonic()
+        net.heal_all()
+
+    details = {}
+    bank.run(cluster, DURATION, fault=cut_one_way, fault_at=DURATION / 5,
+             faulty=tuple(o.index for o in others), details=details)
+    during = {n.name: len([a for s, a in r['acked_at']
+                           if s > t['cut'] and a < t['heal']])
+              for n, r in details['clients']}
+    print('followers cut one way from %s: acknowledged during the cut %r; '
+          'status then %r' % (leader.name, during, t['status_cut']))
+    # the leader kept leading and committing
+    assert t['status_cut'][leader.name]['role'] == 'leader'
+    assert during[leader.name] >= 10, during
+    final = wait_status(
+        cluster, lambda s: len({x['decided_round'] for x in s.values()}) == 1
+        and len({x['applied_round'] for x in s.values()}) == 1, 20,
+        'every node applied the same rounds')
+    assert agreed_leader(final) is not None
