@@ -721,15 +721,22 @@ restart:
 			strncmp(value_id, PAXOS_TXN_PREFIX, strlen(PAXOS_TXN_PREFIX)) == 0
 			? LocalHostIndex(hosts, own_connstr) : -1;
 		lcol.local_done = false;
-		if (PaxosLearnInProcess && lcol.needed == 0 && lcol.local >= 0)
+		if (PaxosLearnInProcess && value_id != NULL && lcol.needed == 0 && lcol.local >= 0 &&
+			!px_proposer_value_changed(&p) &&
+			strcmp(p.chosen_ballot.proposer, proposer_id) == 0)
 		{
 			/*
-			 * This node learns here.  The others learn with the next
-			 * accept, which carries the round when it was chosen under our
-			 * ballot (an acceptor that accepted it under that ballot learns
-			 * it), or, when nothing follows, when the batcher is idle
-			 * (PaxosFlushCarriedLearn); else they are told now, without
-			 * waiting.
+			 * Our own value, chosen under our ballot: this node learns it
+			 * here, and the caller (the batcher) commits right after,
+			 * asking its acceptor nothing more in this transaction (which
+			 * now holds the round's row: the locking rule of
+			 * docs/consensus.md).  A round that ends otherwise (another
+			 * value, a learner's no-op, another proposer's ballot) is
+			 * learned through the acceptor, as below, since the caller
+			 * goes on with more rounds.  The others learn it with the next
+			 * accept, which carries it (an acceptor that accepted it under
+			 * that ballot learns it), or, when nothing follows, when the
+			 * batcher is idle (PaxosFlushCarriedLearn).
 			 */
 			PeerConnection **others = palloc(sizeof(PeerConnection *) * npeers);
 			int			nothers = 0;
@@ -739,12 +746,7 @@ restart:
 				if (i != lcol.local)
 					others[nothers++] = peers[i];
 			LearnHere(group_id, round, &p.chosen_ballot, p.proposal);
-			if (strcmp(p.chosen_ballot.proposer, proposer_id) == 0)
-				CarryLearnValue(group_id, round, &p.chosen_ballot, p.proposal,
-								others, nothers);
-			else
-				FanoutCall(others, nothers, RPC_CONFIRM, params, 6, PaxosRpcTimeoutMs,
-						   NULL, NULL, &stats);
+			CarryLearnValue(group_id, round, &p.chosen_ballot, p.proposal, others, nothers);
 		}
 		else
 		{
