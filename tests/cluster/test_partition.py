@@ -78,6 +78,23 @@ def agreed_leader(statuses):
     return name
 
 
+def leader_and_others(cluster):
+    """The leader every node agrees on, once they do, and the other nodes."""
+    statuses = wait_status(cluster, agreed_leader, 20, 'a leader everybody '
+                           'agrees on')
+    leader = [n for n in cluster if n.name == agreed_leader(statuses)][0]
+    return leader, [n for n in cluster if n is not leader]
+
+
+def wait_converged(cluster):
+    """Wait until every node decided and applied the same rounds (the
+    workload stopped); return their statuses."""
+    return wait_status(
+        cluster, lambda s: len({x['decided_round'] for x in s.values()}) == 1
+        and len({x['applied_round'] for x in s.values()}) == 1, 20,
+        'every node applied the same rounds')
+
+
 @pytest.fixture
 def partitioned(request):
     """A 3-node cluster whose node-to-node traffic crosses netfault's
@@ -121,10 +138,7 @@ def probe_commit(node):
 
 def test_leader_cut_off_and_healed(partitioned):
     cluster, net = partitioned
-    statuses = wait_status(cluster, agreed_leader, 20, 'a leader everybody '
-                           'agrees on')
-    old = [n for n in cluster if n.name == agreed_leader(statuses)][0]
-    others = [n for n in cluster if n is not old]
+    old, others = leader_and_others(cluster)
     # every node reaches the others through the proxy, not around it
     links = net.stats()
     assert all(accepted > 0 for _, accepted, _ in links.values()), links
@@ -219,10 +233,7 @@ def test_leader_cut_off_and_healed(partitioned):
 
     # after healing it has caught up: same decided round as the others
     # once the workload stopped
-    final = wait_status(
-        cluster, lambda s: len({x['decided_round'] for x in s.values()}) == 1
-        and len({x['applied_round'] for x in s.values()}) == 1, 20,
-        'every node applied the same rounds')
+    final = wait_converged(cluster)
     assert final[old]['role'] == 'follower'
 
 
@@ -234,10 +245,7 @@ def test_leader_cut_off_one_way(partitioned):
     keep committing, and after healing everything converges and the bank
     checks hold."""
     cluster, net = partitioned
-    statuses = wait_status(cluster, agreed_leader, 20, 'a leader everybody '
-                           'agrees on')
-    old = [n for n in cluster if n.name == agreed_leader(statuses)][0]
-    others = [n for n in cluster if n is not old]
+    old, others = leader_and_others(cluster)
     t = {}
 
     def cut_one_way():
@@ -267,10 +275,7 @@ def test_leader_cut_off_one_way(partitioned):
                 if s > t['elected'] and a < t['heal']]
     assert len(majority) >= 10, 'only %d transfers committed on the ' \
         'majority side during the one-way cut' % len(majority)
-    final = wait_status(
-        cluster, lambda s: len({x['decided_round'] for x in s.values()}) == 1
-        and len({x['applied_round'] for x in s.values()}) == 1, 20,
-        'every node applied the same rounds')
+    final = wait_converged(cluster)
     assert agreed_leader(final) is not None
 
 
@@ -282,10 +287,7 @@ def test_followers_cut_off_from_the_leader_one_way(partitioned):
     to it.  Whatever happens to those, nothing acknowledged is lost, and
     after healing everything converges and the bank checks hold."""
     cluster, net = partitioned
-    statuses = wait_status(cluster, agreed_leader, 20, 'a leader everybody '
-                           'agrees on')
-    leader = [n for n in cluster if n.name == agreed_leader(statuses)][0]
-    others = [n for n in cluster if n is not leader]
+    leader, others = leader_and_others(cluster)
     t = {}
 
     def cut_one_way():
@@ -308,8 +310,5 @@ def test_followers_cut_off_from_the_leader_one_way(partitioned):
     # the leader kept leading and committing
     assert t['status_cut'][leader.name]['role'] == 'leader'
     assert during[leader.name] >= 10, during
-    final = wait_status(
-        cluster, lambda s: len({x['decided_round'] for x in s.values()}) == 1
-        and len({x['applied_round'] for x in s.values()}) == 1, 20,
-        'every node applied the same rounds')
+    final = wait_converged(cluster)
     assert agreed_leader(final) is not None
