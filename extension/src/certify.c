@@ -152,7 +152,7 @@ typedef struct PendingOutcome
 	int64		conflict;
 } PendingOutcome;
 
-static HTAB *pending_keys = NULL;	/* in the pass's memory context */
+static HTAB *pending_keys = NULL;
 static List *pending_outcomes = NIL;
 
 /*
@@ -326,18 +326,18 @@ RecordOutcome(const char *group_id, int64 round, int index, const char *txn_id,
 	pending_outcomes = lappend(pending_outcomes, o);
 }
 
-/* PendingStart begins a certification pass (in the SPI context). */
+/*
+ * PendingStart begins a certification pass (in the SPI context, where the
+ * outcomes are kept; the keys' table is emptied, whatever a failed pass
+ * left there).
+ */
 static void
 PendingStart(void)
 {
-	HASHCTL		ctl;
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = CERT_CACHE_KEY_MAX;
-	ctl.entrysize = sizeof(PendingKey);
-	ctl.hcxt = CurrentMemoryContext;
-	pending_keys = hash_create("pg_paxos keys to record", 64, &ctl,
-							   HASH_ELEM | HASH_CONTEXT | HASH_STRINGS);
+	if (pending_keys != NULL)
+		hash_destroy(pending_keys);
+	pending_keys = PaxosBackendHash("pg_paxos keys to record", CERT_CACHE_KEY_MAX,
+									sizeof(PendingKey), true);
 	pending_outcomes = NIL;
 }
 
@@ -426,7 +426,6 @@ PendingWrite(const char *group_id)
 							 values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "pg_paxos: could not record the certification outcomes");
 	}
-	pending_keys = NULL;
 	pending_outcomes = NIL;
 }
 

@@ -5,8 +5,6 @@
  */
 #include "pg_paxos.h"
 
-#include "utils/hsearch.h"
-
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"

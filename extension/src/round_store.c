@@ -15,11 +15,11 @@
  */
 #include "pg_paxos.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
-#include "access/xact.h"
 
 /* Columns of the state, in the order every plan below uses. */
 #define ROUND_STATE_COLUMNS \

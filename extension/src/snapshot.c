@@ -394,6 +394,7 @@ ReplayPeerDdl(PGconn *conn, const char *group_id, const char *display, int64 app
 {
 	PGresult   *res;
 	bool		save_applying = PaxosApplying;
+	volatile int replayed = 0;
 	int			i;
 
 	res = PaxosRemoteQuery(conn, psprintf("SELECT round_num, statement, txn_id FROM pgp_metadata.ddl_history"
@@ -419,10 +420,11 @@ ReplayPeerDdl(PGconn *conn, const char *group_id, const char *display, int64 app
 				elog(ERROR, "pg_paxos: could not replay the DDL of round %s: %s",
 					 PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
 			PaxosForgetDroppedTables();
+			replayed++;
 		}
 		ereport(LOG,
 				(errmsg("pg_paxos: replayed %d DDL statements of paxos group \"%s\" from node \"%s\" before copying its tables",
-						PQntuples(res), group_id, display)));
+						replayed, group_id, display)));
 	}
 	PG_FINALLY();
 	{
