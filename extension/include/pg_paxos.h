@@ -182,6 +182,7 @@ typedef struct PeerConnection
 	RpcKind		inflight_kind;
 	PGresult   *result;			/* first result of the query in flight */
 	TimestampTz busy_since;
+	TimestampTz answered_at;	/* last answer read, to any call, even a late one */
 	TimestampTz retry_after;	/* no reconnect attempt before this */
 	char	   *last_error;
 	List	   *deferred;		/* learn requests (char *[6]) not sent yet */
@@ -396,6 +397,7 @@ typedef struct GroupView
 	char		leader_conn[PAXOS_CONNSTR_MAX];
 	TimestampTz leader_contact; /* last heard from the leader */
 	TimestampTz quorum_at;		/* leading here: last time a majority answered */
+	bool		quorum_lost;	/* leading here, and quorum_at is stale (logged) */
 	bool		candidate;		/* standing for election soon */
 	TimestampTz stand_at;
 	uint64		leader_changes;

@@ -21,8 +21,14 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-/* A peer that answers nothing for this many call timeouts is reconnected. */
+/*
+ * A peer that answers nothing for this many call timeouts, and at least
+ * STUCK_MIN_MS, is reconnected.  The floor keeps short calls (heartbeats)
+ * from tearing down a connection to a peer that is only slow under load:
+ * a new connection costs it a fresh backend, slower still to answer.
+ */
 #define STUCK_TIMEOUTS 3
+#define STUCK_MIN_MS 1000
 
 typedef enum CallState
 {
@@ -180,6 +186,8 @@ Progress(FanoutCallState *fc, PeerConnection **peers, int npeers, int host)
 		else
 		{
 			peer->state = PEER_IDLE;
+			if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK)
+				peer->answered_at = GetCurrentTimestamp();
 			if (mine && fc->calls[host] == CALL_SENT)
 			{
 				if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK)
@@ -230,7 +238,7 @@ FanoutCall(PeerConnection **peers, int npeers, RpcKind kind,
 
 		if (peer->state != PEER_DISCONNECTED && peer->state != PEER_IDLE &&
 			TimestampDifferenceExceeds(peer->busy_since, start,
-									   STUCK_TIMEOUTS * timeout_ms))
+									   Max(STUCK_TIMEOUTS * timeout_ms, STUCK_MIN_MS)))
 			PeerDisconnect(peer, "peer stopped answering");
 		if (peer->state == PEER_DISCONNECTED && PeerStartConnect(peer))
 			peer->busy_since = start;

@@ -188,6 +188,30 @@ OnHeartbeat(void *arg, int host, PGresult *res, const char *error)
 	return false;
 }
 
+/*
+ * NoteQuorumChange logs when this node, leading, stops or starts again
+ * being answered by a majority (lock held).  While it is not, its
+ * heartbeat answers name no leader.
+ */
+static void
+NoteQuorumChange(LeaderGroup *lg, GroupView *v, int answering, int members,
+				 TimestampTz now)
+{
+	bool		leading = v->leader_round >= 0 && strcmp(v->leader_conn, v->own_connstr) == 0;
+	bool		answered = !TimestampDifferenceExceeds(v->quorum_at, now, PaxosLeaderTimeoutMs);
+
+	if (leading && !v->quorum_lost && !answered)
+		ereport(LOG,
+				(errmsg("pg_paxos leader: group \"%s\": only %d of %d members answered this leader's heartbeats in the last %d ms",
+						lg->group_id, answering, members, PaxosLeaderTimeoutMs),
+				 errdetail("Until a majority answers again, this node tells its peers that it knows no leader, so that they can elect one.")));
+	else if (leading && v->quorum_lost && answered)
+		ereport(LOG,
+				(errmsg("pg_paxos leader: group \"%s\": a majority answers this leader's heartbeats again",
+						lg->group_id)));
+	v->quorum_lost = leading && !answered;
+}
+
 /* Heartbeat exchanges heartbeats with every peer of a group. */
 static void
 Heartbeat(LeaderGroup *lg)
@@ -242,7 +266,10 @@ Heartbeat(LeaderGroup *lg)
 	/*
 	 * Who did not answer is unreachable for now.  Answers to this node's
 	 * own calls are what its proposals get too: while a majority (this
-	 * node included) answered within the leader timeout, it can lead.
+	 * node included) answered within the leader timeout, it can lead.  An
+	 * answer that came after this call stopped waiting (read by this call
+	 * or an earlier one) counts as well: a peer slow under load is still
+	 * reached.
 	 */
 	PaxosLeaderLock(true);
 	{
@@ -256,15 +283,16 @@ Heartbeat(LeaderGroup *lg)
 
 			if (p == NULL)
 				continue;
-			if (hc.answered[i])
-				p->answered_at = now;
-			else
+			if (!hc.answered[i])
 				p->reachable = false;
+			p->answered_at = Max(p->answered_at, peers[i]->answered_at);
 			if (!TimestampDifferenceExceeds(p->answered_at, now, PaxosLeaderTimeoutMs))
 				answering++;
 		}
 		if (v != NULL && answering >= (npeers + 1) / 2 + 1)
 			v->quorum_at = now;
+		if (v != NULL)
+			NoteQuorumChange(lg, v, answering, npeers + 1, now);
 	}
 	PaxosLeaderUnlock();
 }

@@ -14,7 +14,7 @@ Fixtures for the multi-node tier: every test gets clusters of its own.
 Nodes are real PostgreSQL 15 servers (see pgcluster.py).  Whatever happens
 in the test, its nodes are stopped by data directory and their files
 removed afterwards; when a test fails, the tail of each node's server log
-is attached to the report.
+is attached to the report, with its lines about who leads.
 """
 
 import os
@@ -39,6 +39,9 @@ def pytest_runtest_makereport(item, call):
                     ('%s log (port %s, last 40 lines)' % (node.name,
                                                           node.port),
                      node.log_tail(40)))
+                rep.sections.append(
+                    ('%s leadership log (port %s)' % (node.name, node.port),
+                     node.leadership_log()))
 
 
 @pytest.fixture

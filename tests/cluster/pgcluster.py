@@ -26,6 +26,7 @@ import atexit
 import os
 import pwd
 import random
+import re
 import select
 import shutil
 import socket
@@ -437,6 +438,28 @@ class Node:
                 return ''.join(f.readlines()[-lines:])
         except OSError:
             return ''
+
+    def leadership_log(self):
+        """The log lines about who leads (with their DETAIL lines): under a
+        workload they are buried far above the tail."""
+        out, keep = [], False
+        try:
+            with open(self.logfile, errors='replace') as f:
+                for line in f:
+                    if LEADERSHIP_LINE.search(line):
+                        out.append(line)
+                        keep = True
+                    elif keep and 'DETAIL:' in line:
+                        out.append(line)
+                    else:
+                        keep = False
+        except OSError:
+            pass
+        return ''.join(out)
+
+
+LEADERSHIP_LINE = re.compile(r'leads now|election failed|is heard from again|'
+                             r'no longer waits for member')
 
 
 # ---------------------------------------------------------------------------
