@@ -53,6 +53,7 @@ extern int	PaxosLearnIntervalMs;
 extern int	PaxosLogRetention;
 extern int	PaxosCompactionIntervalMs;
 extern int	PaxosCompactionMemberTimeoutMs;
+extern int	PaxosEntryLifetimeRounds;
 
 extern char *PaxosTextArg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern char *PaxosTextArgOrNull(FunctionCallInfo fcinfo, int argno);
@@ -432,7 +433,8 @@ extern char *PaxosLeaderValue(const char *connstr);
 extern const char *PaxosOwnNodeId(void);
 
 extern void PaxosSubmitTransaction(const char *group_id, const char *txn_id,
-								   const char *entry, PaxosBatchResult *result);
+								   int64 base_round, const char *entry,
+								   PaxosBatchResult *result);
 extern int64 PaxosAppendAlone(const char *group_id, const char *value_id,
 							  const char *value);
 extern int64 *PaxosCertifyHere(const char *group_id, int64 max_round, int *nentries);
@@ -447,12 +449,15 @@ typedef struct PaxosEntry
 	char	   *id;				/* transaction id (submit.c) */
 	char	   *origin;			/* PaxosOriginId of the origin */
 	int64		x;				/* round its snapshot had seen */
+	int64		until;			/* last round it may commit in (-1: any) */
 	TransactionId xid;			/* its transaction id at the origin */
 	Datum		check;			/* text[]: keys that must be unchanged since x */
 	Datum		write;			/* text[]: keys it writes */
 } PaxosEntry;
 
 extern void PaxosParseEntry(const char *text, PaxosEntry *entry);
+extern char *PaxosCancelValue(const char *txn_id, int64 until);
+extern void PaxosParseCancel(const char *value, char **txn_id, int64 *until);
 extern HTAB *PaxosBackendHash(const char *name, Size keysize, Size entrysize,
 							  bool string_keys);
 extern bool PaxosGroupTest(SPIPlanPtr *cache, const char *sql, const char *group_id);

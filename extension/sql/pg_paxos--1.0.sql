@@ -113,11 +113,14 @@ CREATE INDEX local_commit_copied ON pgp_metadata.local_commit (group_id) WHERE c
  * Transactions whose origin lost its leader before it knew whether their
  * entry was chosen: the origin appended a cancellation, and an entry of
  * such a transaction that comes later in the log fails certification.
+ * Certification forgets a row once past valid_until, the last round the
+ * entry could commit in anyway (NULL: kept for good).
  */
 CREATE TABLE pgp_metadata.cancelled_txn (
 	group_id text NOT NULL,
 	txn_id text NOT NULL,
 	round_num bigint NOT NULL,
+	valid_until bigint,
 	PRIMARY KEY (group_id, txn_id)
 );
 

@@ -306,7 +306,15 @@ CommitChanges(void)
 
 	txn_id = psprintf("%s/%d/%016llx", PaxosOwnNodeId(), MyProcPid,
 					  (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
-	PaxosSubmitTransaction(txn_group, txn_id, buf.data, &result);
+	PaxosSubmitTransaction(txn_group, txn_id, txn_x, buf.data, &result);
+	if (result.conflict == result.round)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a late commit in paxos group \"%s\"",
+						txn_group),
+				 errdetail("The transaction's entry reached the log in round " INT64_FORMAT ", after the last round it could commit in.",
+						   result.round),
+				 errhint("The transaction might succeed if retried; pg_paxos.entry_lifetime sets how many rounds an entry may take.")));
 	if (result.conflict >= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

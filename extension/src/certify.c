@@ -47,6 +47,7 @@ static int64 *CertifyRoundValue(const char *group_id, int64 round, px_value valu
 								int *nentries);
 static int64 *CertifyUpTo(const char *group_id, int64 max_round, int *nentries);
 static bool OnCertified(void *arg, int host, PGresult *res, const char *error);
+static void ForgetExpiredCancellations(const char *group_id, int64 round);
 
 /* PaxosIsTransactionEntry tells whether a log value is a transaction batch. */
 bool
@@ -227,7 +228,9 @@ CertCachePut(const char *key, int64 round)
  * log order, and in batch order within a round) and records its outcome;
  * returns the conflicting round, or -1 if it commits.  A transaction whose
  * origin cancelled it earlier in the log (submit.c) fails against the
- * cancellation's round.
+ * cancellation's round; one past its lifetime fails against its own round,
+ * whatever else holds (so forgetting an expired cancellation changes
+ * nothing).
  */
 static int64
 CertifyEntry(const char *group_id, int64 round, int index, const char *entry_text)
@@ -245,6 +248,11 @@ CertifyEntry(const char *group_id, int64 round, int index, const char *entry_tex
 	int			i;
 
 	PaxosParseEntry(entry_text, &e);
+	if (e.until >= 0 && round > e.until)
+	{
+		RecordOutcome(group_id, round, index, e.id, round);
+		return round;
+	}
 	values[0] = CStringGetTextDatum(group_id);
 
 	/* one index lookup per key: the keys are few, the index is large */
@@ -459,16 +467,24 @@ CertifyRoundValue(const char *group_id, int64 round, px_value value, int *nentri
 		strncmp(value.id, PAXOS_CANCEL_PREFIX, strlen(PAXOS_CANCEL_PREFIX)) == 0)
 	{
 		static SPIPlanPtr plan = NULL;
-		Oid			types[3] = {TEXTOID, TEXTOID, INT8OID};
-		Datum		values[3];
+		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
+		Datum		values[4];
+		char		nulls[4] = {' ', ' ', ' ', ' '};
+		char	   *txn_id;
+		int64		until;
 
+		PaxosParseCancel(value.data, &txn_id, &until);
 		values[0] = CStringGetTextDatum(group_id);
-		values[1] = CStringGetTextDatum(value.data);
+		values[1] = CStringGetTextDatum(txn_id);
 		values[2] = Int64GetDatum(round);
+		values[3] = Int64GetDatum(until);
+		if (until < 0)
+			nulls[3] = 'n';
 		if (SPI_execute_plan(PaxosKeptPlan(&plan,
-										   "INSERT INTO pgp_metadata.cancelled_txn (group_id, txn_id, round_num)"
-										   " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", 3, types),
-							 values, NULL, false, 0) != SPI_OK_INSERT)
+										   "INSERT INTO pgp_metadata.cancelled_txn"
+										   " (group_id, txn_id, round_num, valid_until)"
+										   " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", 4, types),
+							 values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "pg_paxos: could not record the cancellation in round " INT64_FORMAT, round);
 		any_cancelled = true;
 	}
@@ -512,6 +528,27 @@ PaxosCertifiedUpTo(const char *group_id)
 	result = isnull ? -1 : DatumGetInt64(d);
 	SPI_finish();
 	return result;
+}
+
+/*
+ * ForgetExpiredCancellations deletes the cancellations of transactions
+ * that can no longer commit: certified through `round`, every later round
+ * is past their lifetime.
+ */
+static void
+ForgetExpiredCancellations(const char *group_id, int64 round)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(round);
+	if (SPI_execute_plan(PaxosKeptPlan(&plan,
+									   "DELETE FROM pgp_metadata.cancelled_txn"
+									   " WHERE group_id = $1 AND valid_until <= $2", 2, types),
+						 values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "pg_paxos: could not forget expired cancellations");
 }
 
 /*
@@ -572,6 +609,8 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 	}
 	if (cursor < max_round)
 		PendingWrite(group_id);
+	if (cursor < max_round && any_cancelled)
+		ForgetExpiredCancellations(group_id, max_round);
 	PaxosNoteCertifiedAtCommit(group_id, max_round);
 	if (cursor >= max_round)
 	{

@@ -8,8 +8,10 @@
 #include "pg_paxos.h"
 
 #include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 
 static JsonbValue *FindField(Jsonb *jb, const char *name);
@@ -86,6 +88,7 @@ PaxosParseEntry(const char *text, PaxosEntry *entry)
 	Jsonb	   *jb;
 	char	   *x;
 	char	   *xid;
+	char	   *until;
 
 	/*
 	 * Only the fields before the row images are read: capture.c writes
@@ -112,8 +115,50 @@ PaxosParseEntry(const char *text, PaxosEntry *entry)
 	entry->origin = StringField(jb, "origin");
 	x = StringField(jb, "x");
 	xid = StringField(jb, "xid");
+	until = StringField(jb, "until");
 	entry->x = x ? strtoi64(x, NULL, 10) : -1;
+	entry->until = until ? strtoi64(until, NULL, 10) : -1;
 	entry->xid = xid ? (TransactionId) strtoul(xid, NULL, 10) : InvalidTransactionId;
 	entry->check = KeyArray(jb, "check");
 	entry->write = KeyArray(jb, "write");
+}
+
+/*
+ * PaxosCancelValue is the log value that cancels a transaction (submit.c):
+ * its id, and the last round its entry could commit in, after which the
+ * cancellation need not be kept.
+ */
+char *
+PaxosCancelValue(const char *txn_id, int64 until)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"txn\":");
+	escape_json(&buf, txn_id);
+	appendStringInfo(&buf, ",\"until\":" INT64_FORMAT "}", until);
+	return buf.data;
+}
+
+/*
+ * PaxosParseCancel reads a cancellation's value; one that is a bare
+ * transaction id (no lifetime) cancels it for good (until = -1).
+ */
+void
+PaxosParseCancel(const char *value, char **txn_id, int64 *until)
+{
+	Jsonb	   *jb;
+	char	   *text;
+
+	*txn_id = pstrdup(value);
+	*until = -1;
+	if (value[0] != '{')
+		return;
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(value)));
+	if (!JB_ROOT_IS_OBJECT(jb) || (text = StringField(jb, "txn")) == NULL)
+		elog(ERROR, "pg_paxos: a cancellation names no transaction: %s", value);
+	*txn_id = text;
+	text = StringField(jb, "until");
+	if (text != NULL)
+		*until = strtoi64(text, NULL, 10);
 }

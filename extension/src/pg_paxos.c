@@ -184,6 +184,13 @@ _PG_init(void)
 							&PaxosCompactionMemberTimeoutMs, 300000, 100, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pg_paxos.entry_lifetime",
+							"Rounds after its commit within which a transaction's entry may still commit.",
+							"An entry that reaches the log later (a leader that froze with it, say) fails certification; "
+							"a cancelled transaction is remembered only that long.",
+							&PaxosEntryLifetimeRounds, 1000000, 10, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pg_paxos");
 
 	prev_shmem_request_hook = shmem_request_hook;

@@ -27,6 +27,9 @@ PG_FUNCTION_INFO_V1(paxos_submit);
 /* Attempts to hand an entry to a leader before appending it alone. */
 #define SUBMIT_ATTEMPTS 3
 
+/* pg_paxos.entry_lifetime: rounds past submission an entry may commit in. */
+int			PaxosEntryLifetimeRounds = 1000000;
+
 typedef struct SubmitCollector
 {
 	bool		answered;
@@ -37,7 +40,7 @@ typedef struct SubmitCollector
 static bool OnSubmitted(void *arg, int host, PGresult *res, const char *error);
 static bool ForwardToLeader(const char *connstr, const char *group_id,
 							const char *entry, PaxosBatchResult *result);
-static bool ResolveInDoubt(const char *group_id, const char *txn_id,
+static bool ResolveInDoubt(const char *group_id, const char *txn_id, int64 until,
 						   PaxosBatchResult *result);
 static void AppendAlone(const char *group_id, const char *entry,
 						PaxosBatchResult *result);
@@ -148,7 +151,8 @@ ForwardToLeader(const char *connstr, const char *group_id, const char *entry,
  * certified); false if it never will be.
  */
 static bool
-ResolveInDoubt(const char *group_id, const char *txn_id, PaxosBatchResult *result)
+ResolveInDoubt(const char *group_id, const char *txn_id, int64 until,
+			   PaxosBatchResult *result)
 {
 	char	   *cancel_id = psprintf(PAXOS_CANCEL_PREFIX "%s/%d/%016llx", PaxosOwnNodeId(),
 									 MyProcPid, (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
@@ -161,7 +165,7 @@ ResolveInDoubt(const char *group_id, const char *txn_id, PaxosBatchResult *resul
 	ereport(LOG,
 			(errmsg("pg_paxos: settling transaction %s of group \"%s\" after: %s",
 					txn_id, group_id, result->error)));
-	cancel_round = PaxosAppendAlone(group_id, cancel_id, txn_id);
+	cancel_round = PaxosAppendAlone(group_id, cancel_id, PaxosCancelValue(txn_id, until));
 	(void) PaxosCertifyRound(group_id, cancel_round, &n);
 
 	/* the certifier committed after this transaction's snapshot: look now */
@@ -196,19 +200,25 @@ ResolveInDoubt(const char *group_id, const char *txn_id, PaxosBatchResult *resul
 /*
  * PaxosSubmitTransaction puts a transaction's entry in the log; result
  * says where it went, under which id, and how it was certified.  body is the
- * entry's JSON object without its id, which is added here: an entry that
- * was cancelled is sent again under a new id.
+ * entry's JSON object without its id and lifetime, which are added here: an
+ * entry that was cancelled is sent again under a new id.  Its lifetime ends
+ * pg_paxos.entry_lifetime rounds past the highest round this node knows
+ * decided (base_round at least): certification fails it after that, so a
+ * cancellation is kept no longer (certify.c).
  */
 void
 PaxosSubmitTransaction(const char *group_id, const char *txn_id_base,
-					   const char *body, PaxosBatchResult *result)
+					   int64 base_round, const char *body, PaxosBatchResult *result)
 {
 	int			attempt;
 
 	for (attempt = 0;; attempt++)
 	{
 		char	   *txn_id = psprintf("%s.%d", txn_id_base, attempt);
-		char	   *entry = psprintf("{\"id\":\"%s\",%s", txn_id, body);
+		int64		until = Max(base_round, PaxosDecidedThrough(group_id)) +
+			PaxosEntryLifetimeRounds;
+		char	   *entry = psprintf("{\"id\":\"%s\",\"until\":" INT64_FORMAT ",%s",
+									 txn_id, until, body);
 		PaxosLeaderInfo leader;
 
 		CHECK_FOR_INTERRUPTS();
@@ -230,7 +240,7 @@ PaxosSubmitTransaction(const char *group_id, const char *txn_id_base,
 		}
 		if (!result->ok && !result->in_doubt)
 			continue;			/* nothing was appended: try again */
-		if (!result->ok && !ResolveInDoubt(group_id, txn_id, result))
+		if (!result->ok && !ResolveInDoubt(group_id, txn_id, until, result))
 			continue;			/* cancelled: send it again */
 
 		/*
