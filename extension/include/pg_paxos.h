@@ -265,6 +265,7 @@ extern int	PaxosConsistencyModel;
 extern bool PaxosApplying;		/* this backend applies the log now */
 
 extern const char *PaxosReplicatedGroup(Oid relid);
+extern const char *PaxosPointWriteGroup(struct PlannedStmt *stmt);
 extern void PaxosStartReplicating(const char *group_id, const char *table);
 extern void PaxosForgetDroppedTables(void);
 extern void PaxosCopyReplicatedTables(PGconn *conn, const char *group_id,

@@ -9,6 +9,13 @@
  * new snapshot).  It is done once per statement, and only by a transaction
  * that has not written yet: one that holds row locks could wait for the
  * applier, which would wait for its locks.
+ *
+ * A point write that is a transaction of its own (point_write.c) does not
+ * catch up: certification fails it if the row it read was old.  If it
+ * found no row, it catches up after the fact, and fails with 40001 if that
+ * applied anything (the row may have been in what it missed).  After a
+ * transaction with such a write fails, the session's next statement
+ * catches up first, so a retry is not refused for the same reason again.
  */
 #include "pg_paxos.h"
 
@@ -18,6 +25,7 @@
 #include "executor/spi.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
+#include "tcop/tcopprot.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -33,7 +41,17 @@ int			PaxosConsistencyModel = PAXOS_CONSISTENCY_STRONG;
 
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static bool strong_read_active = false;
+
+/* The point write running without catching up, if any (see the header). */
+static QueryDesc *point_write = NULL;
+static char *point_write_group = NULL;
+static int64 point_write_applied = -1;	/* this node's applied round before it */
+
+/* A transaction ran a point write so; if it fails, catch up next time. */
+static bool point_write_in_xact = false;
+static bool catch_up_next = false;
 
 /* Start time of the statement last caught up for. */
 static TimestampTz synced_statement = 0;
@@ -46,7 +64,9 @@ typedef struct ReadGroups
 static bool FindReplicatedTables(Node *node, ReadGroups *rg);
 static void StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate);
 static void StrongExecutorStart(QueryDesc *queryDesc, int eflags);
+static void StrongExecutorEnd(QueryDesc *queryDesc);
 static void SyncGroups(List *groups, bool may_apply_here);
+static bool MayBePointWrite(CmdType command, const char *source);
 
 /* FindReplicatedTables collects the groups of the replicated tables a query reads. */
 static bool
@@ -146,8 +166,28 @@ StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate)
 	(void) FindReplicatedTables((Node *) query, &rg);
 	if (rg.groups == NIL)
 		return;
+	if (MayBePointWrite(query->commandType, pstate->p_sourcetext))
+		return;					/* decided on its plan, when it starts */
 
 	SyncGroups(rg.groups, query->commandType == CMD_SELECT);
+}
+
+/*
+ * MayBePointWrite: a statement of this kind, now, could skip catching up if
+ * its plan is a point write (the plan decides, at executor start).  Only
+ * the client's own statement (its text is the one the client sent: not a
+ * statement of a function, procedure or DO block, whose later statements
+ * would read without catching up), outside a transaction block, and under
+ * READ COMMITTED: there the executor start's new snapshot sees what
+ * catching up applied, if it has to.
+ */
+static bool
+MayBePointWrite(CmdType command, const char *source)
+{
+	return (command == CMD_UPDATE || command == CMD_DELETE) && !catch_up_next &&
+		source != NULL && debug_query_string != NULL &&
+		(source == debug_query_string || strcmp(source, debug_query_string) == 0) &&
+		!IsTransactionBlock() && !IsolationUsesXactSnapshot();
 }
 
 /*
@@ -172,6 +212,7 @@ SyncGroups(List *groups, bool may_apply_here)
 	}
 	PG_END_TRY();
 	synced_statement = GetCurrentStatementStartTimestamp();
+	catch_up_next = false;
 }
 
 /*
@@ -202,7 +243,16 @@ StrongExecutorStart(QueryDesc *queryDesc, int eflags)
 				(group_id = PaxosReplicatedGroup(rte->relid)) != NULL)
 				groups = list_append_unique(groups, makeString(pstrdup(group_id)));
 		}
-		if (groups != NIL)
+			if (groups != NIL && MayBePointWrite(queryDesc->operation, queryDesc->sourceText) &&
+			(point_write_group = (char *) PaxosPointWriteGroup(queryDesc->plannedstmt)) != NULL)
+		{
+			/* certification stands for catching up (see the file header) */
+			point_write = queryDesc;
+			point_write_in_xact = true;
+			point_write_applied = PaxosAppliedHere(point_write_group);
+			point_write_group = MemoryContextStrdup(TopTransactionContext, point_write_group);
+		}
+		else if (groups != NIL)
 		{
 			/* a write has its target table locked already: see PaxosSyncGroup */
 			SyncGroups(groups, queryDesc->operation == CMD_SELECT);
@@ -221,6 +271,50 @@ StrongExecutorStart(QueryDesc *queryDesc, int eflags)
 		standard_ExecutorStart(queryDesc, eflags);
 }
 
+/*
+ * StrongExecutorEnd checks a point write that found no row (see the file
+ * header): it catches up now, and if that applied anything, the row may
+ * have been there, so the statement fails with a serialization failure.
+ */
+static void
+StrongExecutorEnd(QueryDesc *queryDesc)
+{
+	bool		check = queryDesc == point_write && queryDesc->estate != NULL &&
+		queryDesc->estate->es_processed == 0;
+
+	if (queryDesc == point_write)
+		point_write = NULL;
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+	if (check)
+	{
+		SyncGroups(list_make1(makeString(point_write_group)), false);
+		if (PaxosAppliedHere(point_write_group) > point_write_applied)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access: the row was not found on this node, which had not yet applied every round of paxos group \"%s\"",
+							point_write_group),
+					 errdetail("The statement went ahead from round " INT64_FORMAT " without catching up first.",
+							   point_write_applied),
+					 errhint("The transaction might succeed if retried.")));
+	}
+}
+
+/* StrongXactCallback: after a failed point write, catch up next time. */
+static void
+StrongXactCallback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT && point_write_in_xact)
+		catch_up_next = true;
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT)
+	{
+		point_write_in_xact = false;
+		point_write = NULL;
+	}
+}
+
 /* PaxosInitStrongReads installs the strong-read hooks (from _PG_init). */
 void
 PaxosInitStrongReads(void)
@@ -229,4 +323,7 @@ PaxosInitStrongReads(void)
 	post_parse_analyze_hook = StrongReadHook;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = StrongExecutorStart;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = StrongExecutorEnd;
+	RegisterXactCallback(StrongXactCallback, NULL);
 }

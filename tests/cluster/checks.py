@@ -204,3 +204,19 @@ def setup_replication(cluster, group, ddl, tables):
     cluster.form_group(group)
     cluster.replicate_tables(group, tables)
     wait_replicating(cluster.nodes, group, tables)
+
+
+def wait_agreed_leader(nodes, group, deadline=20.0):
+    """The node that every node names as the group's leader, once they
+    agree (paxos_node_status)."""
+    end = time.monotonic() + deadline
+    while True:
+        names = {n.scalar('SELECT leader_id FROM paxos_node_status() '
+                          'WHERE group_id = %s', (group,)) for n in nodes}
+        if len(names) == 1 and None not in names:
+            name = names.pop()
+            return [n for n in nodes if n.name == name][0]
+        if time.monotonic() > end:
+            raise AssertionError('no leader of %r agreed on within %.0f s: %r'
+                                 % (group, deadline, names))
+        time.sleep(0.1)

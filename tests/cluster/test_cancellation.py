@@ -46,18 +46,6 @@ def wait_for(what, func, deadline=DEADLINE):
         time.sleep(0.1)
 
 
-def leader_of(cluster):
-    """The node every node names as leader, once they agree."""
-    def agreed():
-        names = {n.scalar('SELECT leader_id FROM paxos_node_status() '
-                          'WHERE group_id = %s', (GROUP,)) for n in cluster}
-        if len(names) != 1 or None in names:
-            return None
-        name = names.pop()
-        return [n for n in cluster if n.name == name][0]
-    return wait_for('an agreed leader', agreed)
-
-
 def batcher_pid(node):
     return node.scalar("SELECT pid FROM pg_stat_activity "
                        "WHERE backend_type = 'pg_paxos batcher'")
@@ -109,7 +97,7 @@ def test_cancelled_entry_that_comes_back_fails_everywhere(cluster_factory, late)
     checks.setup_replication(
         cluster, GROUP, 'CREATE TABLE counter (k int PRIMARY KEY, v int NOT NULL)',
         ['counter'])
-    leader = leader_of(cluster)
+    leader = checks.wait_agreed_leader(cluster.nodes, GROUP)
     origin = [n for n in cluster if n is not leader][0]
     origin.sql('INSERT INTO counter VALUES (1, 0)')
 

@@ -1,0 +1,156 @@
+"""
+Point writes under pg_paxos.consistency_model = strong (strong_read.c,
+point_write.c): an autocommit UPDATE or DELETE of one row by its primary
+key, reading nothing else, does not catch up first; certification, and a
+check when it finds no row, keep it linearizable.  Writes that read more
+still catch up first.
+
+The node under test is made stale on purpose: its applier (the pg_paxos
+worker) is frozen with SIGSTOP, so only a statement that catches up itself
+(through its own acceptor) sees what the other nodes committed.
+"""
+
+import os
+import signal
+import time
+from contextlib import contextmanager
+
+import psycopg2
+import psycopg2.errors
+
+import checks
+
+GROUP = 'pw'
+SETTINGS = {'pg_paxos.leader_timeout': '500ms'}
+DDL = """
+CREATE TABLE acct (id int PRIMARY KEY, v int NOT NULL);
+CREATE TABLE src (id int PRIMARY KEY, x int NOT NULL);
+CREATE TABLE withtrig (id int PRIMARY KEY, v int NOT NULL);
+CREATE FUNCTION copy_src() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN NEW.v := (SELECT x FROM src WHERE id = 1); RETURN NEW; END$$;
+CREATE TRIGGER copy_src BEFORE UPDATE ON withtrig
+  FOR EACH ROW EXECUTE FUNCTION copy_src();
+"""
+TABLES = ['acct', 'src', 'withtrig']
+
+
+def make_cluster(cluster_factory):
+    cluster = cluster_factory(3, SETTINGS)
+    checks.setup_replication(cluster, GROUP, DDL, TABLES)
+    checks.wait_agreed_leader(cluster.nodes, GROUP)
+    writer, stale = cluster[0], cluster[1]
+    writer.sql('INSERT INTO acct VALUES (1, 0), (2, 0), (3, 0)')
+    writer.sql('INSERT INTO src VALUES (1, 0)')
+    writer.sql('INSERT INTO withtrig VALUES (1, 0)')
+    checks.wait_tables_identical(cluster.nodes, TABLES)
+    return cluster, writer, stale
+
+
+@contextmanager
+def applier_frozen(node):
+    """SIGSTOP node's pg_paxos worker while it holds no applier lock."""
+    pid = node.scalar("SELECT pid FROM pg_stat_activity "
+                      "WHERE backend_type = 'pg_paxos worker'")
+    assert pid, 'no pg_paxos worker'
+    for _ in range(100):
+        os.kill(pid, signal.SIGSTOP)
+        if not node.scalar("SELECT count(*) FROM pg_locks WHERE pid = %s "
+                           "AND locktype = 'advisory'", (pid,)):
+            break
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    else:
+        raise AssertionError('the worker kept holding an advisory lock')
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def run_retrying(node, statements, attempts=4):
+    """Run statements in one transaction (autocommit if it is one
+    statement), retrying on 40001; return (rowcounts, results of the last
+    statement, attempts used)."""
+    conn = psycopg2.connect(node.connstr)
+    conn.autocommit = len(statements) == 1
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                counts, rows = [], None
+                with conn.cursor() as cur:
+                    for sql in statements:
+                        cur.execute(sql)
+                        counts.append(cur.rowcount)
+                        rows = cur.fetchall() if cur.description else None
+                if not conn.autocommit:
+                    conn.commit()
+                return counts, rows, attempt
+            except psycopg2.errors.SerializationFailure:
+                if not conn.autocommit:
+                    conn.rollback()
+        raise AssertionError('still failing after %d attempts: %r'
+                             % (attempts, statements))
+    finally:
+        conn.close()
+
+
+def test_point_write_on_a_stale_node_is_certified(cluster_factory):
+    cluster, writer, stale = make_cluster(cluster_factory)
+    with applier_frozen(stale):
+        # a row changed elsewhere: the write of the old row fails its
+        # certification, the retry catches up first and counts once
+        writer.sql('UPDATE acct SET v = v + 1 WHERE id = 1')
+        counts, _, attempts = run_retrying(
+            stale, ['UPDATE acct SET v = v + 1 WHERE id = 1'])
+        assert counts == [1]
+        assert attempts == 2, 'the first attempt should have gone ahead stale'
+
+        # a row inserted elsewhere: finding no row, the write catches up
+        # after the fact and fails, the retry finds it
+        writer.sql('INSERT INTO acct VALUES (10, 5)')
+        counts, _, attempts = run_retrying(
+            stale, ['UPDATE acct SET v = v + 1 WHERE id = 10'])
+        assert (counts, attempts) == ([1], 2)
+
+        # no such row anywhere: no row, at most one retry (if a round
+        # was applied meanwhile, the row might have been in it)
+        counts, _, attempts = run_retrying(
+            stale, ['DELETE FROM acct WHERE id = 999'])
+        assert counts == [0] and attempts <= 2
+
+    checks.wait_tables_identical(cluster.nodes, TABLES)
+    for node in cluster:
+        assert node.sql('SELECT id, v FROM acct ORDER BY id') == \
+            [(1, 2), (2, 0), (3, 0), (10, 6)], node.name
+
+
+def test_writes_that_read_more_catch_up_first(cluster_factory):
+    cluster, writer, stale = make_cluster(cluster_factory)
+    with applier_frozen(stale):
+        # a trigger reads another table
+        writer.sql('UPDATE src SET x = 7 WHERE id = 1')
+        counts, _, attempts = run_retrying(
+            stale, ['UPDATE withtrig SET v = 0 WHERE id = 1 RETURNING v'])
+        assert attempts == 1
+        assert stale.scalar('SELECT v FROM withtrig WHERE id = 1') == 7
+
+        # a subquery
+        writer.sql('UPDATE src SET x = 9 WHERE id = 1')
+        _, rows, attempts = run_retrying(
+            stale, ['UPDATE acct SET v = (SELECT x FROM src WHERE id = 1) '
+                    'WHERE id = 2 RETURNING v'])
+        assert (rows, attempts) == ([(9,)], 1)
+
+        # a transaction block: its later reads see what its first statement
+        # caught up to
+        writer.sql('UPDATE src SET x = 11 WHERE id = 1')
+        _, rows, attempts = run_retrying(
+            stale, ['UPDATE acct SET v = v + 1 WHERE id = 3',
+                    'SELECT x FROM src WHERE id = 1'])
+        assert (rows, attempts) == ([(11,)], 1)
+
+    checks.wait_tables_identical(cluster.nodes, TABLES)
+    for node in cluster:
+        assert node.sql('SELECT id, v FROM acct ORDER BY id') == \
+            [(1, 0), (2, 9), (3, 1)], node.name
+        assert node.scalar('SELECT v FROM withtrig WHERE id = 1') == 7
