@@ -262,6 +262,7 @@ typedef enum PaxosConsistency
 } PaxosConsistency;
 
 extern int	PaxosConsistencyModel;
+extern int	PaxosPointWrites;		/* a PAXOS_CONSISTENCY_* too */
 extern bool PaxosApplying;		/* this backend applies the log now */
 
 extern const char *PaxosReplicatedGroup(Oid relid);

@@ -160,6 +160,13 @@ _PG_init(void)
 							 &PaxosConsistencyModel, PAXOS_CONSISTENCY_STRONG,
 							 consistency_options, PGC_USERSET, 0, NULL, NULL, NULL);
 
+	DefineCustomEnumVariable("pg_paxos.point_writes",
+							 "Whether an autocommit write of one row by its primary key catches up first, under strong consistency.",
+							 "strong: it does; optimistic: it does not, and certification fails it with 40001 "
+							 "if its row changed in a round this node had not applied.",
+							 &PaxosPointWrites, PAXOS_CONSISTENCY_STRONG,
+							 consistency_options, PGC_USERSET, 0, NULL, NULL, NULL);
+
 	DefineCustomIntVariable("pg_paxos.leader_timeout",
 							"How long a group's leader may stay silent before another node takes over.",
 							"Heartbeats go out five times per timeout.",

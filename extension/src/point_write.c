@@ -8,8 +8,9 @@
  * key is checked by certification: if another node changed the row in a
  * round this node had not applied, the transaction fails with 40001
  * instead of committing what it computed from the old row.  So catching
- * up first only saves a retry; strong_read.c skips it for these writes
- * when they are a transaction of their own (a transaction block's later
+ * up first only saves a retry; with pg_paxos.point_writes = optimistic,
+ * strong_read.c skips it for these writes when they are a transaction of
+ * their own (a transaction block's later
  * statements read what its first one saw).  A write that finds no row may
  * have missed one a round it had not applied inserted: strong_read.c
  * checks that case after the statement.

@@ -10,8 +10,10 @@
  * that has not written yet: one that holds row locks could wait for the
  * applier, which would wait for its locks.
  *
- * A point write that is a transaction of its own (point_write.c) does not
- * catch up: certification fails it if the row it read was old.  If it
+ * With pg_paxos.point_writes = optimistic, a point write that is a
+ * transaction of its own (point_write.c) does not catch up: certification
+ * fails it if the row it read was old (even when it only follows, on
+ * another node or before this node applied it, a write of the same row).  If it
  * found no row, it catches up after the fact, and fails with 40001 if that
  * applied anything (the row may have been in what it missed).  After a
  * transaction with such a write fails, the session's next statement
@@ -30,6 +32,7 @@
 #include "utils/timestamp.h"
 
 int			PaxosConsistencyModel = PAXOS_CONSISTENCY_STRONG;
+int			PaxosPointWrites = PAXOS_CONSISTENCY_STRONG;
 
 /*
  * How long a statement waits for the background applier to reach the
@@ -184,7 +187,8 @@ StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate)
 static bool
 MayBePointWrite(CmdType command, const char *source)
 {
-	return (command == CMD_UPDATE || command == CMD_DELETE) && !catch_up_next &&
+	return (command == CMD_UPDATE || command == CMD_DELETE) &&
+		PaxosPointWrites == PAXOS_CONSISTENCY_OPTIMISTIC && !catch_up_next &&
 		source != NULL && debug_query_string != NULL &&
 		(source == debug_query_string || strcmp(source, debug_query_string) == 0) &&
 		!IsTransactionBlock() && !IsolationUsesXactSnapshot();

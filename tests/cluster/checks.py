@@ -206,6 +206,19 @@ def setup_replication(cluster, group, ddl, tables):
     wait_replicating(cluster.nodes, group, tables)
 
 
+def wait_for(what, predicate, deadline=30.0):
+    """predicate()'s first true value, polled every 50 ms; fails after
+    deadline seconds, saying what was awaited."""
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError('%s: not within %.0f s' % (what, deadline))
+        time.sleep(0.05)
+
+
 def wait_agreed_leader(nodes, group, deadline=20.0):
     """The node that every node names as the group's leader, once they
     agree (paxos_node_status)."""

@@ -20,7 +20,6 @@ empty on every node.
 import os
 import signal
 import threading
-import time
 
 import psycopg2
 import pytest
@@ -33,17 +32,6 @@ GROUP = 'cancel'
 SETTINGS = {'pg_paxos.leader_timeout': '500ms', 'pg_paxos.rpc_timeout': '2s'}
 LIFETIME = 20
 DEADLINE = 30.0
-
-
-def wait_for(what, func, deadline=DEADLINE):
-    end = time.monotonic() + deadline
-    while True:
-        value = func()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError('%s: not within %.0f s' % (what, deadline))
-        time.sleep(0.1)
 
 
 def batcher_pid(node):
@@ -108,14 +96,14 @@ def test_cancelled_entry_that_comes_back_fails_everywhere(cluster_factory, late)
     try:
         update = update_in_background(origin, result)
         # the origin cancels what it handed to the frozen batcher
-        wait_for('a cancellation', lambda: cancelled(origin) or result)
+        checks.wait_for('a cancellation', lambda: cancelled(origin) or result)
         assert cancelled(origin), 'the UPDATE ended before any cancellation: %r' % result
         if late:
             update.join(DEADLINE)
             cancels = cancelled(origin)
             advance_log(origin, LIFETIME + 5)
             for node in cluster:
-                wait_for('%s forgets the expired cancellations' % node.name,
+                checks.wait_for('%s forgets the expired cancellations' % node.name,
                          lambda: not cancelled(node))
     finally:
         # within the lifetime: thawed while the origin sends its entry again
@@ -128,7 +116,7 @@ def test_cancelled_entry_that_comes_back_fails_everywhere(cluster_factory, late)
     # the thawed batcher appends the entry it held: it fails everywhere,
     # against its cancellation or, after its lifetime, its own round
     for node in cluster:
-        rows = wait_for('%s certifies the entry the batcher held' % node.name,
+        rows = checks.wait_for('%s certifies the entry the batcher held' % node.name,
                         lambda: outcomes_of(node, cancels))
         for txn_id, round_num, committed, conflict in rows:
             assert not committed, (node.name, rows)
@@ -140,7 +128,7 @@ def test_cancelled_entry_that_comes_back_fails_everywhere(cluster_factory, late)
     if not late:
         advance_log(origin, LIFETIME + 5)
         for node in cluster:
-            wait_for('%s forgets the expired cancellations' % node.name,
+            checks.wait_for('%s forgets the expired cancellations' % node.name,
                      lambda: not cancelled(node))
 
     # the UPDATE counted once, everywhere

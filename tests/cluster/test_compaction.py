@@ -40,17 +40,6 @@ def group_state(node):
                           (GROUP,))[0])
 
 
-def wait_for(what, predicate, deadline=30.0):
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError('after %.0f s: %s' % (deadline, what))
-        time.sleep(0.1)
-
-
 def assert_compacted(node, below):
     """Nothing of the log below `below` is left on node."""
     rounds, outcomes = node.sql(
@@ -77,7 +66,7 @@ def test_compaction_under_bank_workload(cluster_factory):
         if all(below == low + 1 - RETENTION for _, below in states):
             return states
         return None
-    states = wait_for('every node compacted below the lowest applied round '
+    states = checks.wait_for('every node compacted below the lowest applied round '
                       'minus the retention', settled)
     below = states[0][1]
     assert below > 50, 'the workload made only %d rounds' % below
@@ -154,7 +143,7 @@ def test_down_node_holds_compaction_then_copies_snapshot(cluster_factory):
             time.sleep(0.2)
 
         # Later they compact past it.
-        wait_for('the others compacted past the stopped node',
+        checks.wait_for('the others compacted past the stopped node',
                  lambda: all(group_state(n)[1] > applied + 1 + SLACK
                              for n in cluster[:2]))
         seen['compacted'] = min(group_state(n)[1] for n in cluster[:2])
@@ -254,7 +243,7 @@ def test_snapshot_copy_replays_ddl_of_compacted_rounds(cluster_factory):
                         "WHERE group_id = 'ddl'") == 3
     down.start()
 
-    wait_for('a snapshot copy on %s' % down.name,
+    checks.wait_for('a snapshot copy on %s' % down.name,
              lambda: 'copied a snapshot of round' in open(down.logfile).read())
     assert 'replayed 3 DDL statements' in open(down.logfile).read()
     checks.wait_tables_identical(cluster.nodes, ['items'])

@@ -1,9 +1,10 @@
 """
 Point writes under pg_paxos.consistency_model = strong (strong_read.c,
-point_write.c): an autocommit UPDATE or DELETE of one row by its primary
-key, reading nothing else, does not catch up first; certification, and a
-check when it finds no row, keep it linearizable.  Writes that read more
-still catch up first.
+point_write.c): with pg_paxos.point_writes = optimistic, an autocommit
+UPDATE or DELETE of one row by its primary key, reading nothing else, does
+not catch up first; certification, and a check when it finds no row, keep
+it linearizable.  Writes that read more still catch up first, and so does
+every write by default.
 
 The node under test is made stale on purpose: its applier (the pg_paxos
 worker) is frozen with SIGSTOP, so only a statement that catches up itself
@@ -21,7 +22,8 @@ import psycopg2.errors
 import checks
 
 GROUP = 'pw'
-SETTINGS = {'pg_paxos.leader_timeout': '500ms'}
+SETTINGS = {'pg_paxos.leader_timeout': '500ms',
+            'pg_paxos.point_writes': 'optimistic'}
 DDL = """
 CREATE TABLE acct (id int PRIMARY KEY, v int NOT NULL);
 CREATE TABLE src (id int PRIMARY KEY, x int NOT NULL);
@@ -67,11 +69,12 @@ def applier_frozen(node):
         os.kill(pid, signal.SIGCONT)
 
 
-def run_retrying(node, statements, attempts=4):
+def run_retrying(node, statements, attempts=4, point_writes='optimistic'):
     """Run statements in one transaction (autocommit if it is one
     statement), retrying on 40001; return (rowcounts, results of the last
     statement, attempts used)."""
-    conn = psycopg2.connect(node.connstr)
+    conn = psycopg2.connect(node.connstr,
+                            options='-c pg_paxos.point_writes=%s' % point_writes)
     conn.autocommit = len(statements) == 1
     try:
         for attempt in range(1, attempts + 1):
@@ -118,10 +121,17 @@ def test_point_write_on_a_stale_node_is_certified(cluster_factory):
             stale, ['DELETE FROM acct WHERE id = 999'])
         assert counts == [0] and attempts <= 2
 
+        # by default, the same stale write catches up first: no retry
+        writer.sql('UPDATE acct SET v = v + 1 WHERE id = 1')
+        counts, _, attempts = run_retrying(
+            stale, ['UPDATE acct SET v = v + 1 WHERE id = 1'],
+            point_writes='strong')
+        assert (counts, attempts) == ([1], 1)
+
     checks.wait_tables_identical(cluster.nodes, TABLES)
     for node in cluster:
         assert node.sql('SELECT id, v FROM acct ORDER BY id') == \
-            [(1, 2), (2, 0), (3, 0), (10, 6)], node.name
+            [(1, 4), (2, 0), (3, 0), (10, 6)], node.name
 
 
 def test_writes_that_read_more_catch_up_first(cluster_factory):

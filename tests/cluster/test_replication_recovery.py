@@ -75,14 +75,6 @@ class Writer(threading.Thread):
             conn.close()
 
 
-def wait_for(what, predicate, deadline):
-    end = time.monotonic() + deadline
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError('%s: not within %.0f s' % (what, deadline))
-        time.sleep(0.05)
-
-
 def test_stopped_node_catches_up(cluster):
     checks.setup_replication(cluster, GROUP, DDL, TABLES)
     victim, survivors = cluster[0], cluster.nodes[1:]
@@ -98,14 +90,14 @@ def test_stopped_node_catches_up(cluster):
     for w in writers:
         w.start()
     try:
-        wait_for('20 writes before the stop', lambda: acked() >= 20, 30)
+        checks.wait_for('20 writes before the stop', lambda: acked() >= 20, 30)
         victim.stop('immediate')
         at_stop = acked()
-        wait_for('100 writes while a node is down',
+        checks.wait_for('100 writes while a node is down',
                  lambda: acked() >= at_stop + 100, 60)
         victim.start()
         at_start = acked()
-        wait_for('30 writes after the restart',
+        checks.wait_for('30 writes after the restart',
                  lambda: acked() >= at_start + 30, 60)
     finally:
         stop.set()
