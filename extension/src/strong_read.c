@@ -12,9 +12,9 @@
  *
  * With pg_paxos.point_writes = optimistic, a point write that is a
  * transaction of its own (point_write.c) does not catch up: certification
- * fails it if the row it read was old (even when it only follows, on
- * another node or before this node applied it, a write of the same row).  If it
- * found no row, it catches up after the fact, and fails with 40001 if that
+ * fails it if the row it read was old (even when it only follows a write
+ * of the same row, on another node or not yet applied here).  If it found
+ * no row, it catches up after the fact, and fails with 40001 if that
  * applied anything (the row may have been in what it missed).  After a
  * transaction with such a write fails, the session's next statement
  * catches up first, so a retry is not refused for the same reason again.
@@ -178,9 +178,10 @@ StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate)
 /*
  * MayBePointWrite: a statement of this kind, now, could skip catching up if
  * its plan is a point write (the plan decides, at executor start).  Only
- * the client's own statement (its text is the one the client sent: not a
- * statement of a function, procedure or DO block, whose later statements
- * would read without catching up), outside a transaction block, and under
+ * the client's own statement (its text is the one the client sent, or a
+ * copy of it for a prepared statement: not a statement of a function,
+ * procedure or DO block, whose later statements would read without
+ * catching up), outside a transaction block, and under
  * READ COMMITTED: there the executor start's new snapshot sees what
  * catching up applied, if it has to.
  */
@@ -236,6 +237,7 @@ StrongExecutorStart(QueryDesc *queryDesc, int eflags)
 		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
 	{
 		List	   *groups = NIL;
+		const char *point_group = NULL;
 		ListCell   *lc;
 
 		foreach(lc, queryDesc->plannedstmt->rtable)
@@ -247,14 +249,15 @@ StrongExecutorStart(QueryDesc *queryDesc, int eflags)
 				(group_id = PaxosReplicatedGroup(rte->relid)) != NULL)
 				groups = list_append_unique(groups, makeString(pstrdup(group_id)));
 		}
-			if (groups != NIL && MayBePointWrite(queryDesc->operation, queryDesc->sourceText) &&
-			(point_write_group = (char *) PaxosPointWriteGroup(queryDesc->plannedstmt)) != NULL)
+		if (groups != NIL && MayBePointWrite(queryDesc->operation, queryDesc->sourceText))
+			point_group = PaxosPointWriteGroup(queryDesc->plannedstmt);
+		if (point_group != NULL)
 		{
 			/* certification stands for catching up (see the file header) */
 			point_write = queryDesc;
 			point_write_in_xact = true;
-			point_write_applied = PaxosAppliedHere(point_write_group);
-			point_write_group = MemoryContextStrdup(TopTransactionContext, point_write_group);
+			point_write_applied = PaxosAppliedHere(point_group);
+			point_write_group = MemoryContextStrdup(TopTransactionContext, point_group);
 		}
 		else if (groups != NIL)
 		{
