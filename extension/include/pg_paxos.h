@@ -460,6 +460,12 @@ typedef struct PaxosEntry
 extern void PaxosParseEntry(const char *text, PaxosEntry *entry);
 extern char *PaxosCancelValue(const char *txn_id, int64 until);
 extern void PaxosParseCancel(const char *value, char **txn_id, int64 *until);
+
+/* cancellation.c: pgp_metadata.cancelled_txn, as certification uses it */
+extern void PaxosCancellationsStart(const char *group_id);
+extern int64 PaxosCancelledRound(const char *group_id, const char *txn_id);
+extern void PaxosRecordCancellation(const char *group_id, int64 round, const char *value);
+extern void PaxosForgetExpiredCancellations(const char *group_id, int64 round);
 extern HTAB *PaxosBackendHash(const char *name, Size keysize, Size entrysize,
 							  bool string_keys);
 extern bool PaxosGroupTest(SPIPlanPtr *cache, const char *sql, const char *group_id);

@@ -47,7 +47,6 @@ static int64 *CertifyRoundValue(const char *group_id, int64 round, px_value valu
 								int *nentries);
 static int64 *CertifyUpTo(const char *group_id, int64 max_round, int *nentries);
 static bool OnCertified(void *arg, int host, PGresult *res, const char *error);
-static void ForgetExpiredCancellations(const char *group_id, int64 round);
 
 /* PaxosIsTransactionEntry tells whether a log value is a transaction batch. */
 bool
@@ -128,9 +127,6 @@ static HTAB *cert_cache = NULL;
 static char cert_cache_group[PAXOS_GROUP_ID_MAX];
 static int64 cert_cache_upto = -2;	/* -2: not valid */
 static char cert_cache_value[256];	/* value id of that round */
-
-/* Whether the group has cancelled transactions (read once per call). */
-static bool any_cancelled = true;
 
 /*
  * What one certification pass writes, kept until its end and written with
@@ -236,7 +232,6 @@ static int64
 CertifyEntry(const char *group_id, int64 round, int index, const char *entry_text)
 {
 	static SPIPlanPtr key_plan = NULL;
-	static SPIPlanPtr cancel_plan = NULL;
 	static SPIPlanPtr write_plan = NULL;
 	Oid			types[3] = {TEXTOID, TEXTOID, INT8OID};
 	Datum		values[3];
@@ -278,18 +273,7 @@ CertifyEntry(const char *group_id, int64 round, int index, const char *entry_tex
 		if (last > e.x)
 			conflict = Max(conflict, last);
 	}
-	if (e.id != NULL && any_cancelled)
-	{
-		values[1] = CStringGetTextDatum(e.id);
-		if (SPI_execute_plan(PaxosKeptPlan(&cancel_plan,
-										   "SELECT round_num FROM pgp_metadata.cancelled_txn"
-										   " WHERE group_id = $1 AND txn_id = $2", 2, types),
-							 values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pg_paxos: could not certify round " INT64_FORMAT, round);
-		if (SPI_processed == 1)
-			conflict = Max(conflict, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-																 SPI_tuptable->tupdesc, 1, &isnull)));
-	}
+	conflict = Max(conflict, PaxosCancelledRound(group_id, e.id));
 	if (conflict < 0)
 	{
 		deconstruct_array(DatumGetArrayTypeP(e.write), TEXTOID, -1, false, TYPALIGN_INT,
@@ -465,29 +449,7 @@ CertifyRoundValue(const char *group_id, int64 round, px_value value, int *nentri
 	}
 	if (value.id != NULL && value.data != NULL &&
 		strncmp(value.id, PAXOS_CANCEL_PREFIX, strlen(PAXOS_CANCEL_PREFIX)) == 0)
-	{
-		static SPIPlanPtr plan = NULL;
-		Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
-		Datum		values[4];
-		char		nulls[4] = {' ', ' ', ' ', ' '};
-		char	   *txn_id;
-		int64		until;
-
-		PaxosParseCancel(value.data, &txn_id, &until);
-		values[0] = CStringGetTextDatum(group_id);
-		values[1] = CStringGetTextDatum(txn_id);
-		values[2] = Int64GetDatum(round);
-		values[3] = Int64GetDatum(until);
-		if (until < 0)
-			nulls[3] = 'n';
-		if (SPI_execute_plan(PaxosKeptPlan(&plan,
-										   "INSERT INTO pgp_metadata.cancelled_txn"
-										   " (group_id, txn_id, round_num, valid_until)"
-										   " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", 4, types),
-							 values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "pg_paxos: could not record the cancellation in round " INT64_FORMAT, round);
-		any_cancelled = true;
-	}
+		PaxosRecordCancellation(group_id, round, value.data);
 	if (value.id != NULL && value.data != NULL &&
 		strncmp(value.id, PAXOS_LEADER_PREFIX, strlen(PAXOS_LEADER_PREFIX)) == 0)
 		PaxosLeaderFromLog(group_id, round, value.data);
@@ -531,27 +493,6 @@ PaxosCertifiedUpTo(const char *group_id)
 }
 
 /*
- * ForgetExpiredCancellations deletes the cancellations of transactions
- * that can no longer commit: certified through `round`, every later round
- * is past their lifetime.
- */
-static void
-ForgetExpiredCancellations(const char *group_id, int64 round)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		values[2];
-
-	values[0] = CStringGetTextDatum(group_id);
-	values[1] = Int64GetDatum(round);
-	if (SPI_execute_plan(PaxosKeptPlan(&plan,
-									   "DELETE FROM pgp_metadata.cancelled_txn"
-									   " WHERE group_id = $1 AND valid_until <= $2", 2, types),
-						 values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "pg_paxos: could not forget expired cancellations");
-}
-
-/*
  * CertifyUpTo certifies, in order, every round up to max_round not
  * certified yet, learning them first; returns the conflicts of the
  * entries of max_round.
@@ -580,13 +521,9 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 	SPI_connect();
 	if (cursor < max_round)
 	{
-		static SPIPlanPtr cancelled_plan = NULL;
-
 		CertCacheStart(group_id, cursor);
 		PendingStart();
-		any_cancelled = PaxosGroupTest(&cancelled_plan,
-									   "SELECT EXISTS (SELECT 1 FROM pgp_metadata.cancelled_txn"
-									   " WHERE group_id = $1)", group_id);
+		PaxosCancellationsStart(group_id);
 	}
 	for (round = cursor + 1; round <= max_round; round++)
 	{
@@ -609,8 +546,8 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 	}
 	if (cursor < max_round)
 		PendingWrite(group_id);
-	if (cursor < max_round && any_cancelled)
-		ForgetExpiredCancellations(group_id, max_round);
+	if (cursor < max_round)
+		PaxosForgetExpiredCancellations(group_id, max_round);
 	PaxosNoteCertifiedAtCommit(group_id, max_round);
 	if (cursor >= max_round)
 	{
