@@ -545,9 +545,10 @@ CertifyUpTo(const char *group_id, int64 max_round, int *nentries)
 		}
 	}
 	if (cursor < max_round)
+	{
 		PendingWrite(group_id);
-	if (cursor < max_round)
 		PaxosForgetExpiredCancellations(group_id, max_round);
+	}
 	PaxosNoteCertifiedAtCommit(group_id, max_round);
 	if (cursor >= max_round)
 	{
