@@ -219,17 +219,23 @@ def wait_for(what, predicate, deadline=30.0):
         time.sleep(0.05)
 
 
-def wait_agreed_leader(nodes, group, deadline=20.0):
+def wait_agreed_leader(nodes, group, deadline=20.0, stable=1.0):
     """The node that every node names as the group's leader, once they
-    agree (paxos_node_status)."""
+    have agreed on it for `stable` seconds (paxos_node_status): right after
+    a group is formed, two nodes may stand at once, and the first leader
+    they agree on may be replaced a moment later."""
     end = time.monotonic() + deadline
+    since, agreed = None, None
     while True:
         names = {n.scalar('SELECT leader_id FROM paxos_node_status() '
                           'WHERE group_id = %s', (group,)) for n in nodes}
-        if len(names) == 1 and None not in names:
-            name = names.pop()
+        name = names.pop() if len(names) == 1 else None
+        if name is None or name != agreed:
+            since, agreed = time.monotonic(), name
+        elif time.monotonic() - since >= stable:
             return [n for n in nodes if n.name == name][0]
         if time.monotonic() > end:
-            raise AssertionError('no leader of %r agreed on within %.0f s: %r'
-                                 % (group, deadline, names))
+            raise AssertionError('no leader of %r agreed on for %.1f s within '
+                                 '%.0f s: last seen %r'
+                                 % (group, stable, deadline, names or name))
         time.sleep(0.1)
