@@ -563,7 +563,7 @@ def main():
     parser.add_argument('--paxos-setting', action='append', default=[],
                         metavar='NAME=VALUE',
                         help='a server setting of the pg_paxos nodes (c), '
-                             'e.g. pg_paxos.batch_wait=0; repeatable')
+                             'e.g. pg_paxos.point_writes=optimistic; repeatable')
     opts = parser.parse_args()
     if opts.duration < 1:
         parser.error('--duration must be at least 1')

@@ -418,6 +418,7 @@ typedef struct LeaderShared
 } LeaderShared;
 
 extern GroupView *PaxosGroupView(const char *group_id, bool create);
+extern bool PaxosViewLeadsHere(const GroupView *v);
 extern PeerView *PaxosFindPeer(GroupView *v, const char *connstr);
 extern void PaxosLeaderLock(bool exclusive);
 extern void PaxosLeaderUnlock(void);

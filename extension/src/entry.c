@@ -150,10 +150,12 @@ PaxosParseCancel(const char *value, char **txn_id, int64 *until)
 	Jsonb	   *jb;
 	char	   *text;
 
-	*txn_id = pstrdup(value);
 	*until = -1;
 	if (value[0] != '{')
+	{
+		*txn_id = pstrdup(value);
 		return;
+	}
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(value)));
 	if (!JB_ROOT_IS_OBJECT(jb) || (text = StringField(jb, "txn")) == NULL)
 		elog(ERROR, "pg_paxos: a cancellation names no transaction: %s", value);

@@ -299,7 +299,7 @@ paxos_heartbeat(PG_FUNCTION_ARGS)
 	v = PaxosGroupView(group_id, false);
 	values[0] = CStringGetTextDatum(PaxosOwnNodeId());
 	values[1] = Int64GetDatum(v ? v->leader_round : -1);
-	if (v != NULL && v->leader_round >= 0 && strcmp(v->leader_conn, v->own_connstr) == 0 &&
+	if (v != NULL && PaxosViewLeadsHere(v) &&
 		TimestampDifferenceExceeds(v->quorum_at, GetCurrentTimestamp(), PaxosLeaderTimeoutMs))
 	{
 		/* leading here, but no majority answers: say no leader is known */
@@ -320,11 +320,18 @@ paxos_heartbeat(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
+/* PaxosViewLeadsHere: the view names this node as the leader (lock held). */
+bool
+PaxosViewLeadsHere(const GroupView *v)
+{
+	return v->leader_round >= 0 && strcmp(v->leader_conn, v->own_connstr) == 0;
+}
+
 /* Role of this node in a group, from its view (lock held). */
 static const char *
 RoleOf(GroupView *v, TimestampTz now)
 {
-	if (v->leader_round >= 0 && strcmp(v->leader_conn, v->own_connstr) == 0)
+	if (PaxosViewLeadsHere(v))
 		return "leader";
 	if (v->leader_round >= 0 &&
 		!TimestampDifferenceExceeds(v->leader_contact, now, PaxosLeaderTimeoutMs))

@@ -197,7 +197,7 @@ static void
 NoteQuorumChange(LeaderGroup *lg, GroupView *v, int answering, int members,
 				 TimestampTz now)
 {
-	bool		leading = v->leader_round >= 0 && strcmp(v->leader_conn, v->own_connstr) == 0;
+	bool		leading = PaxosViewLeadsHere(v);
 	bool		answered = !TimestampDifferenceExceeds(v->quorum_at, now, PaxosLeaderTimeoutMs);
 
 	if (leading && !v->quorum_lost && !answered)

@@ -33,31 +33,30 @@
 #include "commands/trigger.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
-/* Built-in functions that run queries (their text is a query or a cursor). */
-static const char *const query_running_builtins[] = {
-	"query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",
-	"cursor_to_xml", "cursor_to_xmlschema", "table_to_xml",
-	"table_to_xmlschema", "table_to_xml_and_xmlschema", "schema_to_xml",
-	"schema_to_xmlschema", "schema_to_xml_and_xmlschema",
-	"database_to_xml", "database_to_xmlschema",
-	"database_to_xml_and_xmlschema", "ts_stat", NULL
+/* Built-in functions that run queries (their argument is a query, a cursor or a table). */
+static const Oid query_running_builtins[] = {
+	F_QUERY_TO_XML, F_QUERY_TO_XMLSCHEMA, F_QUERY_TO_XML_AND_XMLSCHEMA,
+	F_CURSOR_TO_XML, F_CURSOR_TO_XMLSCHEMA, F_TABLE_TO_XML,
+	F_TABLE_TO_XMLSCHEMA, F_TABLE_TO_XML_AND_XMLSCHEMA, F_SCHEMA_TO_XML,
+	F_SCHEMA_TO_XMLSCHEMA, F_SCHEMA_TO_XML_AND_XMLSCHEMA, F_DATABASE_TO_XML,
+	F_DATABASE_TO_XMLSCHEMA, F_DATABASE_TO_XML_AND_XMLSCHEMA,
+	F_TS_STAT_TEXT, F_TS_STAT_TEXT_TEXT
 };
 
 /* Whether a function may be called by a point write (see the file header). */
 static bool
 UnsafeFunction(Oid funcid, void *context)
 {
-	char	   *name;
 	int			i;
 
 	if (funcid >= FirstGenbkiObjectId)
 		return true;
-	name = get_func_name(funcid);
-	for (i = 0; name != NULL && query_running_builtins[i] != NULL; i++)
-		if (strcmp(name, query_running_builtins[i]) == 0)
+	for (i = 0; i < lengthof(query_running_builtins); i++)
+		if (funcid == query_running_builtins[i])
 			return true;
 	return false;
 }
