@@ -62,6 +62,9 @@ CREATE TABLE pgp_metadata.round (
 	error text,
 	PRIMARY KEY (group_id, round_num)
 );
+/* the leader worker looks up the newest leader entry without a scan */
+CREATE INDEX round_leader_entries ON pgp_metadata.round (group_id, round_num)
+	WHERE value_id LIKE 'pg_paxos:leader:%';
 
 /* Tables replicated through a group's log (at most one group per table). */
 CREATE TABLE pgp_metadata.replicated_tables (

@@ -79,8 +79,9 @@ PeerGet(const char *connstr)
 bool
 PeerStartConnect(PeerConnection *peer)
 {
-	const char *keys[] = {"application_name", "dbname", NULL};
-	const char *vals[] = {"pg_paxos", peer->connstr, NULL};
+	/* the peer's backend runs only our short RPC queries: no JIT there */
+	const char *keys[] = {"application_name", "options", "dbname", NULL};
+	const char *vals[] = {"pg_paxos", "-c jit=off", peer->connstr, NULL};
 
 	Assert(peer->state == PEER_DISCONNECTED);
 	if (GetCurrentTimestamp() < peer->retry_after)

@@ -71,8 +71,9 @@ RegisterWorker(const char *name, const char *function)
 
 /*
  * PaxosWorkerConnect starts a background worker's life: signals (SIGHUP
- * reloads the configuration, SIGTERM ends it), and a connection to
- * pg_paxos.database.
+ * reloads the configuration, SIGTERM ends it), a connection to
+ * pg_paxos.database, and no JIT: its queries are short, and compiling one
+ * whose estimate grew with the log cost a quarter of a second.
  */
 void
 PaxosWorkerConnect(const char *name)
@@ -82,6 +83,7 @@ PaxosWorkerConnect(const char *name)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(PaxosDatabase, NULL, 0);
 	pgstat_report_appname(name);
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
