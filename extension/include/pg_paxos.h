@@ -363,7 +363,6 @@ extern void PaxosBatchSetBatcher(Latch *latch);
 extern char *PaxosBatchTake(Size max_bytes, List **entries, List **tickets);
 extern void PaxosBatchFinish(const PaxosBatchTicket *t, int64 round, int index,
 							 int64 conflict, const char *error);
-extern void PaxosBatchWakeAll(void);
 extern bool PaxosBatchPending(void);
 
 /* What a node knows of a group's leader (shared memory, leader.c). */

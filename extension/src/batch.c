@@ -21,7 +21,6 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "access/twophase.h"
-#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -65,7 +64,6 @@ typedef struct BatchRecord
 typedef struct BatchShared
 {
 	LWLock	   *lock;
-	ConditionVariable done;
 	Latch	   *batcher_latch;	/* the batcher's, once it runs */
 	uint64		next_ticket;
 	Size		used;			/* bytes of the arena in use */
@@ -75,6 +73,8 @@ typedef struct BatchShared
 } BatchShared;
 
 static BatchShared *batch = NULL;
+
+static void WakeSlot(int slotno);
 
 #define RECORD_SIZE(len) MAXALIGN(sizeof(BatchRecord) + (len) + 1)
 
@@ -98,7 +98,6 @@ PaxosBatchShmemInit(void)
 	{
 		memset(batch, 0, sizeof(BatchShared));
 		batch->lock = &(GetNamedLWLockTranche("pg_paxos"))[0].lock;
-		ConditionVariableInit(&batch->done);
 		batch->nslots = MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts + 8;
 		batch->slots = (BatchSlot *) ((char *) batch + MAXALIGN(sizeof(BatchShared)));
 		memset(batch->slots, 0, sizeof(BatchSlot) * batch->nslots);
@@ -174,9 +173,10 @@ PaxosBatchSubmit(const char *group_id, const char *entry, PaxosBatchResult *resu
 	 */
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PaxosTimeoutMs + 5000);
 	HOLD_INTERRUPTS();
-	ConditionVariablePrepareToSleep(&batch->done);
 	for (;;)
 	{
+		/* reset first: a result posted after the check sets the latch again */
+		ResetLatch(MyLatch);
 		LWLockAcquire(batch->lock, LW_SHARED);
 		if (slot->ticket == ticket)
 			state = slot->state;
@@ -185,9 +185,9 @@ PaxosBatchSubmit(const char *group_id, const char *entry, PaxosBatchResult *resu
 			break;
 		if (GetCurrentTimestamp() > deadline)
 			break;
-		(void) ConditionVariableTimedSleep(&batch->done, 100, PG_WAIT_EXTENSION);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
+						 PG_WAIT_EXTENSION);
 	}
-	ConditionVariableCancelSleep();
 	RESUME_INTERRUPTS();
 
 	LWLockAcquire(batch->lock, LW_EXCLUSIVE);
@@ -265,9 +265,9 @@ PaxosBatchSetBatcher(Latch *latch)
 			strlcpy(batch->slots[i].error,
 					"the batcher restarted during the round: the entry may still be chosen",
 					sizeof(batch->slots[i].error));
+			WakeSlot(i);
 		}
 	LWLockRelease(batch->lock);
-	ConditionVariableBroadcast(&batch->done);
 }
 
 /*
@@ -346,15 +346,19 @@ PaxosBatchFinish(const PaxosBatchTicket *t, int64 round, int index,
 		}
 		else
 			slot->state = SLOT_DONE;
+		WakeSlot(t->slot);
 	}
 	LWLockRelease(batch->lock);
 }
 
-/* PaxosBatchWakeAll wakes the backends waiting for results. */
-void
-PaxosBatchWakeAll(void)
+/*
+ * WakeSlot wakes the backend that owns a slot (slots are numbered by
+ * pgprocno): only the backends whose entries are done, not every waiter.
+ */
+static void
+WakeSlot(int slotno)
 {
-	ConditionVariableBroadcast(&batch->done);
+	SetLatch(&GetPGProcByNumber(slotno)->procLatch);
 }
 
 /* PaxosBatchPending: is anything queued? */

@@ -114,7 +114,6 @@ RunBatch(MemoryContext context)
 			PaxosBatchFinish((PaxosBatchTicket *) lfirst(lc), -1, 0, -1, edata->message);
 	}
 	PG_END_TRY();
-	PaxosBatchWakeAll();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(context);
 }
