@@ -40,6 +40,13 @@ c/b and b/a for each client count.
     /usr/bin/python3 bench/pgbench_bank.py [--duration 20] [--clients 1,8]
                                            [--only a,b,c] [--max-tries 10]
                                            [--paxos-setting NAME=VALUE ...]
+                                           [--cpu]
+
+With --cpu it also prints, for every run, where the CPU time goes: CPU
+microseconds per transaction by process role (client backends, pg_paxos's
+RPC backends and background workers, walsenders, a standby's startup
+process, pgbench ...), sampled from /proc over the middle of the run
+(bench/cpu_roles.py).
 
 Exit status 0 if every selected system ran and passed its checks.  Every
 server it starts is stopped (by data directory) and its files removed when
@@ -60,6 +67,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..', 'tests', 'cluster'))
 
 import pgcluster  # noqa: E402
+import cpu_roles  # noqa: E402
 
 ROWS = 1000
 GROUP = 'bank'
@@ -163,9 +171,12 @@ def error_summary(stderr, limit=8):
     return lines
 
 
-def run_pgbench(workdir, targets, duration, opts):
+def run_pgbench(workdir, targets, duration, opts, sampler=None):
     """Run one pgbench per (node, clients) in targets, all at once; return
-    the summed result.  Raises BenchError if pgbench could not run."""
+    the summed result.  Raises BenchError if pgbench could not run.  A
+    sampler (cpu_roles.CpuSampler) samples the middle of the run: from a
+    fifth of it, when the clients have connected, to four fifths, before
+    they disconnect."""
     script = os.path.join(workdir, 'bank.sql')
     with open(script, 'w') as f:
         f.write(PGBENCH_SCRIPT)
@@ -188,6 +199,11 @@ def run_pgbench(workdir, targets, duration, opts):
                                     stdout=out, stderr=err, env=env)
             _running.append(proc)
             procs.append((node, clients, proc, out, err))
+        if sampler is not None:
+            time.sleep(duration / 5.0)
+            sampler.start([p.pid for _, _, p, _, _ in procs])
+            time.sleep(duration * 3 / 5.0)
+            sampler.stop()
         deadline = time.monotonic() + duration + 120
         for node, clients, proc, out, err in procs:
             try:
@@ -480,8 +496,15 @@ def bench_system(key, opts, workdir):
                   % (SYSTEMS[key], clients, '' if clients == 1 else 's',
                      ', '.join('%d on %s' % (c, n.name) for n, c in targets),
                      opts.duration))
-            res = run_pgbench(workdir, targets, opts.duration, opts)
+            sampler = None
+            if opts.cpu:
+                sampler = cpu_roles.CpuSampler(
+                    system.cluster.nodes, 'pgbench_bank',
+                    lambda: balance_sum(system.cluster[0]))
+            res = run_pgbench(workdir, targets, opts.duration, opts, sampler)
             print_result(res)
+            if sampler is not None:
+                print('\n'.join(sampler.report()))
             res['check_error'] = None
             if res['aborted']:
                 # a transaction in flight may have committed uncounted
@@ -560,6 +583,9 @@ def main():
     parser.add_argument('--mode', default='prepared',
                         choices=('simple', 'extended', 'prepared'),
                         help='pgbench -M (default prepared)')
+    parser.add_argument('--cpu', action='store_true',
+                        help='also print CPU time per transaction by '
+                             'process role (bench/cpu_roles.py)')
     parser.add_argument('--paxos-setting', action='append', default=[],
                         metavar='NAME=VALUE',
                         help='a server setting of the pg_paxos nodes (c), '
