@@ -41,6 +41,19 @@ def _read_stat(pid):
     return int(fields[1]), int(fields[11]) + int(fields[12])
 
 
+def _switches(pid):
+    """Voluntary context switches of a process (its sleeps: each wait for a
+    message, a latch, a lock, an fsync), 0 if gone."""
+    try:
+        with open('/proc/%s/status' % pid) as f:
+            for line in f:
+                if line.startswith('voluntary_ctxt_switches:'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _title(pid):
     try:
         with open('/proc/%s/cmdline' % pid, 'rb') as f:
@@ -107,10 +120,10 @@ class CpuSampler:
                 continue
             ppid, used = stat
             if pid in pgbench_pids:
-                ticks[pid] = used
+                ticks[pid] = (used, _switches(pid))
                 self.roles.setdefault(pid, 'pgbench')
             elif ppid in postmasters or pid in postmasters:
-                ticks[pid] = used
+                ticks[pid] = (used, _switches(pid))
                 if pid not in self.roles:
                     self.roles[pid] = self._role(pid, pid in postmasters)
         return ticks, _busy_ticks()
@@ -144,10 +157,12 @@ class CpuSampler:
         (t0, (busy0, all0)), (t1, (busy1, all1)) = self.first, self.last
         transactions = self.count1 - self.count0
         by_role = {}
-        for pid, used in t1.items():
+        sleeps = {}
+        for pid, (used, switches) in t1.items():
             if pid in t0:
                 role = self.roles.get(pid, 'other backends')
-                by_role[role] = by_role.get(role, 0) + used - t0[pid]
+                by_role[role] = by_role.get(role, 0) + used - t0[pid][0]
+                sleeps[role] = sleeps.get(role, 0) + switches - t0[pid][1]
         ncpu = os.cpu_count() or 1
         seconds = (all1 - all0) / CLK_TCK / ncpu
         lines = ['  CPU              %.2f of %d cores busy over %.1f s'
@@ -158,9 +173,12 @@ class CpuSampler:
         per = 1e6 / CLK_TCK / transactions
         total = sum(by_role.values())
         lines.append('  CPU per txn      %.0f us in these processes, %.0f us '
-                     'machine-wide (%d transactions sampled)'
-                     % (total * per, (busy1 - busy0) * per, transactions))
+                     'machine-wide (%d transactions sampled); sleeps '
+                     '(voluntary context switches) per txn: %.1f'
+                     % (total * per, (busy1 - busy0) * per, transactions,
+                        sum(sleeps.values()) / transactions))
         for role, used in sorted(by_role.items(), key=lambda kv: -kv[1]):
             if used > 0:
-                lines.append('    %-28s %7.0f us' % (role, used * per))
+                lines.append('    %-28s %7.0f us  %5.1f sleeps'
+                             % (role, used * per, sleeps[role] / transactions))
         return lines

@@ -281,6 +281,7 @@ static void
 PublishPending(void)
 {
 	int			i;
+	bool		applied = false;
 
 	SpinLockAcquire(&progress->mutex);
 	for (i = 0; i < npending; i++)
@@ -289,6 +290,7 @@ PublishPending(void)
 
 		if (g != NULL)
 		{
+			applied |= pending[i].applied > g->applied;
 			g->applied = Max(g->applied, pending[i].applied);
 			g->certified = Max(g->certified, pending[i].certified);
 			g->accepted = Max(g->accepted, pending[i].accepted);
@@ -304,7 +306,14 @@ PublishPending(void)
 			progress->groups[i].accepted_known = false;
 	}
 	SpinLockRelease(&progress->mutex);
-	ConditionVariableBroadcast(&progress->advanced);
+
+	/*
+	 * Statements sleep here for applied rounds (and for answers, woken by
+	 * whoever posts one): every acceptance or certification waking them
+	 * all only made them look and sleep again.
+	 */
+	if (applied)
+		ConditionVariableBroadcast(&progress->advanced);
 }
 
 static void
