@@ -350,6 +350,7 @@ extern void PaxosNoteAcceptedAtCommit(const char *group_id, int64 round);
 extern void PaxosNoteDecidedAtCommit(const char *group_id, int64 from, int64 to);
 extern int64 PaxosDecidedThrough(const char *group_id);
 extern void PaxosNoteCertifiedAtCommit(const char *group_id, int64 round);
+extern bool PaxosCertifiedPublished(const char *group_id, int64 round);
 extern bool PaxosCertifiedAtLeast(const char *group_id, int64 round);
 extern int64 PaxosLocalMaxAccepted(const char *group_id);
 extern int64 PaxosSharedGroupRound(const char *group_id);

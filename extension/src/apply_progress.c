@@ -155,6 +155,18 @@ PaxosNoteCertifiedAtCommit(const char *group_id, int64 round)
 }
 
 /*
+ * PaxosCertifiedPublished tells whether committed certifications published
+ * the group as certified up to round here (false: not known, no query).
+ */
+bool
+PaxosCertifiedPublished(const char *group_id, int64 round)
+{
+	GroupProgress g;
+
+	return Published(group_id, &g) && g.certified >= round;
+}
+
+/*
  * PaxosCertifiedAtLeast tells whether the group is certified up to round
  * here: from shared memory when it says so, otherwise from the tables
  * (PaxosCertifiedUpTo, a query).
@@ -162,9 +174,7 @@ PaxosNoteCertifiedAtCommit(const char *group_id, int64 round)
 bool
 PaxosCertifiedAtLeast(const char *group_id, int64 round)
 {
-	GroupProgress g;
-
-	return (Published(group_id, &g) && g.certified >= round) ||
+	return PaxosCertifiedPublished(group_id, round) ||
 		PaxosCertifiedUpTo(group_id) >= round;
 }
 

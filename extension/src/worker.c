@@ -246,7 +246,10 @@ static bool catch_up = false;
  * LearnStep learns what this node misses of a group, and, for a group
  * that replicates tables, certifies it, here rather than through the
  * node's acceptor: the step is a transaction of its own, which holds the
- * certification lock only from then on (certify.c).
+ * certification lock only from then on (certify.c).  Unless shared memory
+ * says the rounds are certified (on the leader, its batcher did), it goes
+ * straight to certifying, which finds where certification stands anyway:
+ * asking the tables first would be the same query twice.
  */
 static void
 LearnStep(WorkerGroup *wg)
@@ -255,7 +258,7 @@ LearnStep(WorkerGroup *wg)
 
 	LearnGroup(wg, catch_up);
 	if (wg->replicating && wg->learned_upto >= 0 &&
-		!PaxosCertifiedAtLeast(wg->group_id, wg->learned_upto))
+		!PaxosCertifiedPublished(wg->group_id, wg->learned_upto))
 		(void) PaxosCertifyHere(wg->group_id, wg->learned_upto, &n);
 }
 
