@@ -326,6 +326,7 @@ typedef struct PaxosBatchResult
 	int64		conflict;		/* -1: committed */
 	char		error[256];
 	char		txn_id[160];	/* the id it went under (submit.c) */
+	int64		until;			/* the last round it could commit in (submit.c) */
 } PaxosBatchResult;
 
 typedef struct PaxosBatchTicket

@@ -307,7 +307,12 @@ CommitChanges(void)
 	txn_id = psprintf("%s/%d/%016llx", PaxosOwnNodeId(), MyProcPid,
 					  (unsigned long long) pg_prng_uint64(&pg_global_prng_state));
 	PaxosSubmitTransaction(txn_group, txn_id, txn_x, buf.data, &result);
-	if (result.conflict == result.round)
+
+	/*
+	 * An entry past its lifetime fails against its own round; so does one
+	 * that conflicts with an earlier entry of its own batch, in time.
+	 */
+	if (result.conflict == result.round && result.round > result.until)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to a late commit in paxos group \"%s\"",

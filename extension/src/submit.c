@@ -228,6 +228,7 @@ PaxosSubmitTransaction(const char *group_id, const char *txn_id_base,
 			/* no leader to hand it to: full Paxos from here */
 			AppendAlone(group_id, entry, result);
 			strlcpy(result->txn_id, txn_id, sizeof(result->txn_id));
+			result->until = until;
 			return;
 		}
 		if (leader.is_self)
@@ -248,6 +249,7 @@ PaxosSubmitTransaction(const char *group_id, const char *txn_id_base,
 		 * function of the log): no need to wait for this node's own.
 		 */
 		strlcpy(result->txn_id, txn_id, sizeof(result->txn_id));
+		result->until = until;
 		return;
 	}
 }

@@ -7,7 +7,9 @@ a strong read started afterwards on another, and DDL on a replicated table
 is replicated while another node writes it.
 """
 
+import os
 import re
+import signal
 import threading
 import time
 
@@ -140,6 +142,58 @@ def test_concurrent_updates_of_one_row(repl):
         # (after the strong reads above, node1 knows every round decided)
         conflicting_round(repl[0], losers[0], before, after)
     checks.assert_tables_identical(repl.nodes, TABLES)
+
+
+def test_conflict_within_one_batch(repl):
+    """Two followers update one row while the leader's batcher is frozen:
+    both entries land in one round, and the second fails against the
+    first, in its own round.  Its 40001 names that round as a conflict
+    (not as a commit past the entry's lifetime, which also fails against
+    its own round)."""
+    repl[0].sql("INSERT INTO kv VALUES (100, 'init')")
+    leader = checks.wait_agreed_leader(repl.nodes, GROUP)
+    followers = [n for n in repl if n is not leader]
+    batcher = leader.scalar("SELECT pid FROM pg_stat_activity "
+                            "WHERE backend_type = 'pg_paxos batcher'")
+    assert batcher, 'no batcher on the leader'
+    conns = [n.connect() for n in followers]
+    results = [None, None]
+
+    def commit(i):
+        try:
+            results[i] = conns[i].command('COMMIT', timeout=60)
+        except psycopg2.Error as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=commit, args=(i,)) for i in (0, 1)]
+    try:
+        for conn, node in zip(conns, followers):
+            conn.sql('BEGIN')
+            conn.sql('UPDATE kv SET v = %s WHERE k = 100', (node.name,))
+        os.kill(batcher, signal.SIGSTOP)
+        try:
+            for t in threads:
+                t.start()
+            time.sleep(1.0)          # both entries queue at the leader
+        finally:
+            os.kill(batcher, signal.SIGCONT)
+        for t in threads:
+            t.join(90)
+        assert not any(t.is_alive() for t in threads), 'a COMMIT hung'
+    finally:
+        for conn in conns:
+            conn.close()
+    w, losers = one_winner(results, 'one batch, %s vs %s'
+                           % (followers[0].name, followers[1].name))
+    text = '%s %s' % (losers[0], losers[0].diag.message_detail or '')
+    assert 'late commit' not in text, \
+        'a conflict within the batch reported as a late commit: %r' % text
+    m = re.search(r'entry in round (\d+) conflicts with round (\d+)', text)
+    assert m and m.group(1) == m.group(2), \
+        'the entries did not share a round, or the message names no ' \
+        'conflict: %r' % text
+    got = values_everywhere(repl, 'SELECT v FROM kv WHERE k = 100')
+    assert all(rows == [(followers[w].name,)] for rows in got.values()), got
 
 
 def test_concurrent_inserts_of_one_key(repl):
