@@ -46,9 +46,10 @@ def values_everywhere(cluster, query, args=None):
     return out
 
 
-def commit_all(conns):
-    """COMMIT every connection at the same instant (one thread each).
-    Returns, per connection, 'COMMIT' or the psycopg2 error it raised."""
+def commit_all(conns, meanwhile=None):
+    """COMMIT every connection at the same instant (one thread each), and
+    call meanwhile(), if given, while they run.  Returns, per connection,
+    'COMMIT' or the psycopg2 error it raised."""
     results = [None] * len(conns)
     barrier = threading.Barrier(len(conns))
 
@@ -63,6 +64,8 @@ def commit_all(conns):
                for i in range(len(conns))]
     for t in threads:
         t.start()
+    if meanwhile is not None:
+        meanwhile()
     for t in threads:
         t.join(90)
     assert not any(t.is_alive() for t in threads), 'a COMMIT hung'
@@ -157,29 +160,20 @@ def test_conflict_within_one_batch(repl):
                             "WHERE backend_type = 'pg_paxos batcher'")
     assert batcher, 'no batcher on the leader'
     conns = [n.connect() for n in followers]
-    results = [None, None]
 
-    def commit(i):
-        try:
-            results[i] = conns[i].command('COMMIT', timeout=60)
-        except psycopg2.Error as e:
-            results[i] = e
+    def thaw_later():
+        time.sleep(1.0)              # both entries queue at the leader
+        os.kill(batcher, signal.SIGCONT)
 
-    threads = [threading.Thread(target=commit, args=(i,)) for i in (0, 1)]
     try:
         for conn, node in zip(conns, followers):
             conn.sql('BEGIN')
             conn.sql('UPDATE kv SET v = %s WHERE k = 100', (node.name,))
         os.kill(batcher, signal.SIGSTOP)
         try:
-            for t in threads:
-                t.start()
-            time.sleep(1.0)          # both entries queue at the leader
+            results = commit_all(conns, meanwhile=thaw_later)
         finally:
             os.kill(batcher, signal.SIGCONT)
-        for t in threads:
-            t.join(90)
-        assert not any(t.is_alive() for t in threads), 'a COMMIT hung'
     finally:
         for conn in conns:
             conn.close()
