@@ -17,6 +17,7 @@
  *    snapshot.c         copying a peer's snapshot when the log is gone
  *    replicate.c        which tables are replicated; paxos_replicate_table
  *    capture.c          row changes of a transaction -> one log entry
+ *    local_writes.c     whether a commit must flush, or the log holds it all
  *    conflict_keys.c    the conflict keys of captured changes
  *    certify.c          certification of transaction entries, in log order
  *    apply.c            applying the log in order, once per round
@@ -284,6 +285,12 @@ extern void PaxosCaptureStatement(const char *group_id, const char *relname,
 								  const char *sql);
 extern bool PaxosIsTransactionEntry(px_value value);
 extern int64 PaxosCertifyThroughSelf(const char *group_id, int64 round);
+
+/* local_writes.c: whether a commit must flush, or the log holds it all */
+extern bool PaxosFlushLocalCommits;
+extern void PaxosInitLocalWrites(void);
+extern void PaxosSkipLocalFlush(void);
+
 typedef enum PaxosApplyMode
 {
 	APPLY_ALL,

@@ -333,10 +333,11 @@ CommitChanges(void)
 	 * The local commit that follows holds the changes: say so in it, for
 	 * the applier, which will not apply the entry again (if a crash loses
 	 * the commit, it loses this row with it, and the applier applies the
-	 * entry from the log instead).  The commit still waits for its WAL
-	 * flush as configured: the transaction may have written tables that
-	 * are not replicated.
+	 * entry from the log instead).  So the commit needs no WAL flush of
+	 * its own, unless the transaction wrote something the log does not
+	 * hold (local_writes.c).
 	 */
+	PaxosSkipLocalFlush();
 	values[0] = CStringGetTextDatum(txn_group);
 	values[1] = CStringGetTextDatum(result.txn_id);
 	SPI_connect();

@@ -200,6 +200,12 @@ _PG_init(void)
 							&PaxosEntryLifetimeRounds, 1000000, 10, INT_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("pg_paxos.flush_local_commits",
+							 "Whether a commit whose writes are all in the log still waits for its own WAL flush.",
+							 "Off: such a commit is made durable by the log (a majority accepted it) and skips the flush; "
+							 "a crash that loses it makes the applier apply the entry instead.",
+							 &PaxosFlushLocalCommits, false, PGC_USERSET, 0, NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pg_paxos");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -212,6 +218,7 @@ _PG_init(void)
 	RegisterWorker("pg_paxos leader", "PaxosLeaderWorkerMain");
 	RegisterWorker("pg_paxos batcher", "PaxosBatcherMain");
 	PaxosInitCapture();
+	PaxosInitLocalWrites();
 	PaxosInitStrongReads();
 	PaxosProgressInit();
 	PaxosInitDdl();

@@ -1,0 +1,129 @@
+"""
+A commit whose writes are all in the log skips its own WAL flush
+(local_writes.c): a majority accepted the entry durably, and if a crash
+loses the local commit, the applier applies the entry from the log.  A
+transaction that wrote anything the log does not hold flushes as before.
+
+The test makes a crash lose the commits that did not flush: it freezes the
+WAL writer of a follower (SIGSTOP), commits transactions of each kind
+there, and kills all of the node's processes with SIGKILL.  pg_waldump
+then shows which commit records reached the disk.  Only the last commit can
+be lost: the next transaction's entry, accepted here, flushes the WAL
+before it.  After a restart, every
+replicated row is back and the nodes are identical, and what only the
+local commits held (a local table's row, a large object, a new table)
+survived.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import psycopg2
+import pytest
+
+import checks
+import pgcluster
+
+GROUP = 'flush'
+DDL = """
+CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL);
+CREATE TABLE loc (id int PRIMARY KEY);
+"""
+TABLES = ['t']
+
+
+def server_pids(node):
+    with open(os.path.join(node.datadir, 'postmaster.pid')) as f:
+        postmaster = int(f.readline())
+    out = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(postmaster)],
+                         capture_output=True, text=True).stdout
+    return [postmaster] + [int(p) for p in out.split()]
+
+
+def commit(conn, statements):
+    """Run statements in one transaction; return its xid."""
+    cur = conn.cursor()
+    for s in statements:
+        cur.execute(s)
+    cur.execute('SELECT pg_current_xact_id()::text')
+    xid = int(cur.fetchone()[0])
+    conn.commit()
+    return xid
+
+
+def flushed_commits(node, start_lsn):
+    """xids of the commit records in the node's WAL files from start_lsn."""
+    out = subprocess.run([os.path.join(pgcluster.pg_bindir(), 'pg_waldump'),
+                          '-p', os.path.join(node.datadir, 'pg_wal'),
+                          '-s', start_lsn, '-r', 'Transaction'],
+                         capture_output=True, text=True).stdout
+    return {int(m.group(1)) for m in
+            re.finditer(r'tx:\s+(\d+), lsn: \S+, prev \S+, desc: COMMIT', out)}
+
+
+LAST = {
+    'replicated only': ["INSERT INTO t VALUES (5, 'x')",
+                        "UPDATE t SET v = 'y' WHERE id = 0"],
+    'temporary table': ["INSERT INTO t VALUES (5, 'x')",
+                        "UPDATE t SET v = 'y' WHERE id = 0",
+                        'INSERT INTO scratch VALUES (5)'],
+}
+
+
+@pytest.mark.parametrize('last', sorted(LAST))
+def test_commit_held_by_the_log_skips_its_flush(cluster_factory, last):
+    cluster = cluster_factory(3, {'pg_paxos.leader_timeout': '500ms'})
+    checks.setup_replication(cluster, GROUP, DDL, TABLES)
+    leader = checks.wait_agreed_leader(cluster.nodes, GROUP)
+    node = [n for n in cluster if n is not leader][0]
+    node.sql("INSERT INTO t VALUES (0, 'before')")
+    checks.wait_tables_identical(cluster.nodes, TABLES)
+
+    walwriter = node.scalar("SELECT pid FROM pg_stat_activity "
+                            "WHERE backend_type = 'walwriter'")
+    start_lsn = node.scalar('SELECT pg_current_wal_insert_lsn()::text')
+    conn = psycopg2.connect(node.connstr)
+    commit(conn, ['CREATE TEMP TABLE scratch (i int)'])
+    pids = server_pids(node)
+    os.kill(walwriter, signal.SIGSTOP)
+    try:
+        # flushed ones first: a flush writes every commit before it too
+        flushed = {
+            'local table': commit(conn, ["INSERT INTO t VALUES (1, 'x')",
+                                         'INSERT INTO loc VALUES (1)']),
+            'large object': commit(conn, ["INSERT INTO t VALUES (2, 'x')",
+                                          "SELECT lo_from_bytea(4242, 'lo')"]),
+            'utility': commit(conn, ["INSERT INTO t VALUES (3, 'x')",
+                                     'CREATE TABLE made_here (i int)']),
+            'flush_local_commits': commit(conn, [
+                'SET LOCAL pg_paxos.flush_local_commits = on',
+                "INSERT INTO t VALUES (4, 'x')"]),
+        }
+        skipped = commit(conn, LAST[last])
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    conn.close()
+    node.disconnect()
+    checks.wait_for('the killed node gone', lambda: not any(
+        os.path.exists('/proc/%d' % p) for p in pids), deadline=30)
+
+    on_disk = flushed_commits(node, start_lsn)
+    for what, xid in flushed.items():
+        assert xid in on_disk, '%s: commit %d was not flushed' % (what, xid)
+    assert skipped not in on_disk, '%s: commit %d was flushed' % (last, skipped)
+
+    node.start()
+    checks.wait_tables_identical(cluster.nodes, TABLES)
+    rows = dict(node.sql('SELECT id, v FROM t'))
+    assert rows == {0: 'y', 1: 'x', 2: 'x', 3: 'x', 4: 'x', 5: 'x'}
+    assert node.scalar('SELECT count(*) FROM loc WHERE id = 1') == 1
+    assert node.scalar('SELECT count(*) FROM pg_largeobject_metadata '
+                       'WHERE oid = 4242') == 1
+    assert node.scalar("SELECT to_regclass('made_here') IS NOT NULL")
