@@ -467,6 +467,18 @@ typedef struct PaxosEntry
 } PaxosEntry;
 
 extern void PaxosParseEntry(const char *text, PaxosEntry *entry);
+
+/* One row change of an entry (capture.c): its kind, table and images. */
+typedef struct PaxosChange
+{
+	char		op;				/* I, U, D, T (truncate) or S (DDL) */
+	char	   *rel;			/* qualified table name */
+	char	   *old_row;		/* JSON row image, or NULL */
+	char	   *new_row;
+	char	   *sql;			/* DDL statement, or NULL */
+} PaxosChange;
+
+extern List *PaxosEntryChanges(const char *text);
 extern char *PaxosCancelValue(const char *txn_id, int64 until);
 extern void PaxosParseCancel(const char *value, char **txn_id, int64 *until);
 

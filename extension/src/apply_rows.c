@@ -30,7 +30,7 @@
 static Oid	RelationFromName(const char *rel);
 static char *ColumnList(Oid relid, bool key_only, bool for_update, const char *prefix);
 static void ApplyInserts(int64 round, const char *rel, StringInfo rows);
-static void ApplyRowChange(int64 round, const char *op, const char *rel,
+static void ApplyRowChange(int64 round, char op, const char *rel,
 						   const char *old_row, const char *new_row);
 static SPIPlanPtr ApplyPlan(Oid relid, char op, const char *rel);
 
@@ -335,16 +335,18 @@ ApplyPlan(Oid relid, char op, const char *rel)
  * found.
  */
 static void
-ApplyRowChange(int64 round, const char *op, const char *rel,
+ApplyRowChange(int64 round, char op, const char *rel,
 			   const char *old_row, const char *new_row)
 {
 	Oid			relid = RelationFromName(rel);
 	Datum		values[2];
 	int			rc;
 
+	if (old_row == NULL || (op == 'U' && new_row == NULL))
+		elog(ERROR, "pg_paxos: a change of round " INT64_FORMAT " lacks its row image", round);
 	values[0] = CStringGetTextDatum(old_row);
-	values[1] = op[0] == 'U' ? CStringGetTextDatum(new_row) : (Datum) 0;
-	rc = SPI_execute_plan(ApplyPlan(relid, op[0], rel), values, NULL, false, 0);
+	values[1] = op == 'U' ? CStringGetTextDatum(new_row) : (Datum) 0;
+	rc = SPI_execute_plan(ApplyPlan(relid, op, rel), values, NULL, false, 0);
 	if (rc < 0)
 		elog(ERROR, "pg_paxos: could not apply round " INT64_FORMAT ": %s",
 			 round, SPI_result_code_string(rc));
@@ -352,10 +354,10 @@ ApplyRowChange(int64 round, const char *op, const char *rel,
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("pg_paxos: cannot apply round " INT64_FORMAT ": the row to %s in %s is not there",
-						round, op[0] == 'U' ? "update" : "delete", rel),
+						round, op == 'U' ? "update" : "delete", rel),
 				 errdetail("Old row: %s", old_row),
 				 errhint("This node's copy of the table differs from the others; applying stops here.")));
-	if (op[0] == 'U')
+	if (op == 'U')
 		AdvanceSequences(relid, psprintf("[%s]", new_row));
 }
 
@@ -366,65 +368,49 @@ ApplyRowChange(int64 round, const char *op, const char *rel,
 void
 PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 {
-	static SPIPlanPtr changes_plan = NULL;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	SPITupleTable *tuptable;
-	uint64		n;
-	uint64		i;
+	ListCell   *lc;
 	StringInfoData rows;
 	char	   *insert_rel = NULL;
 
-	values[0] = CStringGetTextDatum(entry);
-	if (SPI_execute_plan(PaxosKeptPlan(&changes_plan,
-									   "SELECT c->>'op', c->>'rel', (c->'old')::text, (c->'new')::text, c->>'sql'"
-									   " FROM jsonb_array_elements($1::jsonb->'changes') c",
-									   1, types),
-						 values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "pg_paxos: could not read the changes of round " INT64_FORMAT, round);
-	tuptable = SPI_tuptable;
-	n = SPI_processed;
 	initStringInfo(&rows);
-
-	for (i = 0; i < n; i++)
+	foreach(lc, PaxosEntryChanges(entry))
 	{
-		HeapTuple	t = tuptable->vals[i];
-		TupleDesc	d = tuptable->tupdesc;
-		char	   *op = SPI_getvalue(t, d, 1);
-		char	   *rel = SPI_getvalue(t, d, 2);
+		PaxosChange *c = (PaxosChange *) lfirst(lc);
 
-		if (insert_rel != NULL && (op[0] != 'I' || strcmp(rel, insert_rel) != 0))
+		if (insert_rel != NULL && (c->op != 'I' || strcmp(c->rel, insert_rel) != 0))
 		{
 			ApplyInserts(round, insert_rel, &rows);
 			insert_rel = NULL;
 		}
-		switch (op[0])
+		switch (c->op)
 		{
 			case 'I':
+				if (c->new_row == NULL)
+					elog(ERROR, "pg_paxos: a change of round " INT64_FORMAT " lacks its row image", round);
 				if (insert_rel == NULL)
 				{
-					insert_rel = rel;
+					insert_rel = c->rel;
 					appendStringInfoChar(&rows, '[');
 				}
 				else
 					appendStringInfoChar(&rows, ',');
-				appendStringInfoString(&rows, SPI_getvalue(t, d, 4));
+				appendStringInfoString(&rows, c->new_row);
 				break;
 			case 'U':
 			case 'D':
-				ApplyRowChange(round, op, rel, SPI_getvalue(t, d, 3), SPI_getvalue(t, d, 4));
+				ApplyRowChange(round, c->op, c->rel, c->old_row, c->new_row);
 				break;
 			case 'T':
-				if (SPI_execute(psprintf("TRUNCATE %s", rel), false, 0) != SPI_OK_UTILITY)
-					elog(ERROR, "pg_paxos: could not truncate %s", rel);
+				if (SPI_execute(psprintf("TRUNCATE %s", c->rel), false, 0) != SPI_OK_UTILITY)
+					elog(ERROR, "pg_paxos: could not truncate %s", c->rel);
 				break;
 			case 'S':
-				if (SPI_execute(SPI_getvalue(t, d, 5), false, 0) < 0)
+				if (c->sql == NULL || SPI_execute(c->sql, false, 0) < 0)
 					elog(ERROR, "pg_paxos: could not apply DDL of round " INT64_FORMAT, round);
 				PaxosForgetDroppedTables();
 				break;
 			default:
-				elog(ERROR, "pg_paxos: unknown change \"%s\" in round " INT64_FORMAT, op, round);
+				elog(ERROR, "pg_paxos: unknown change \"%c\" in round " INT64_FORMAT, c->op, round);
 		}
 	}
 	if (insert_rel != NULL)

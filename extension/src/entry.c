@@ -1,9 +1,10 @@
 /*
  * entry.c
  *    The fields of a transaction entry (capture.c writes them), read once:
- *    certification and the applier need its id, snapshot round, origin and
- *    keys for every entry of every round, on every node, and parsing the
- *    JSON once in C costs far less than asking SQL for each field.
+ *    certification and the applier need its id, snapshot round, origin,
+ *    keys and row changes for every entry of every round, on every node,
+ *    and parsing the JSON once in C costs far less than asking SQL for
+ *    each field.
  */
 #include "pg_paxos.h"
 
@@ -17,6 +18,7 @@
 static JsonbValue *FindField(Jsonb *jb, const char *name);
 static char *StringField(Jsonb *jb, const char *name);
 static Datum KeyArray(Jsonb *jb, const char *name);
+static char *ChangeField(JsonbContainer *change, const char *name, bool as_json);
 
 /* FindField looks up a top-level field of an entry; NULL if absent. */
 static JsonbValue *
@@ -121,6 +123,70 @@ PaxosParseEntry(const char *text, PaxosEntry *entry)
 	entry->xid = xid ? (TransactionId) strtoul(xid, NULL, 10) : InvalidTransactionId;
 	entry->check = KeyArray(jb, "check");
 	entry->write = KeyArray(jb, "write");
+}
+
+/*
+ * ChangeField is a field of one change as text: as_json, its JSON text (as
+ * jsonb prints it, SQL's (c->'name')::text); otherwise a string's value,
+ * SQL's c->>'name'.  NULL if absent, or JSON null and not as_json.
+ */
+static char *
+ChangeField(JsonbContainer *change, const char *name, bool as_json)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(change, name, strlen(name), NULL);
+	Jsonb	   *jb;
+
+	if (v == NULL || (v->type == jbvNull && !as_json))
+		return NULL;
+	if (v->type == jbvString && !as_json)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	jb = JsonbValueToJsonb(v);
+	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+}
+
+/*
+ * PaxosEntryChanges lists the row changes of a transaction entry
+ * (PaxosChange), in order.  Errors on malformed JSON or a change without
+ * its kind or table.
+ */
+List *
+PaxosEntryChanges(const char *text)
+{
+	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	JsonbValue *changes;
+	JsonbIterator *it;
+	JsonbValue	e;
+	JsonbIteratorToken tok;
+	List	   *result = NIL;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		elog(ERROR, "pg_paxos: a transaction entry is not a JSON object");
+	changes = FindField(jb, "changes");
+	if (changes == NULL || changes->type != jbvBinary ||
+		!JsonContainerIsArray(changes->val.binary.data))
+		elog(ERROR, "pg_paxos: a transaction entry has no list of changes");
+	it = JsonbIteratorInit(changes->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+	{
+		PaxosChange *c;
+		char	   *op;
+
+		if (tok != WJB_ELEM)
+			continue;
+		if (e.type != jbvBinary || !JsonContainerIsObject(e.val.binary.data))
+			elog(ERROR, "pg_paxos: a change of a transaction entry is not a JSON object");
+		c = palloc(sizeof(PaxosChange));
+		op = ChangeField(e.val.binary.data, "op", false);
+		c->rel = ChangeField(e.val.binary.data, "rel", false);
+		if (op == NULL || op[0] == '\0' || c->rel == NULL)
+			elog(ERROR, "pg_paxos: a change of a transaction entry has no kind or table");
+		c->op = op[0];
+		c->old_row = ChangeField(e.val.binary.data, "old", true);
+		c->new_row = ChangeField(e.val.binary.data, "new", true);
+		c->sql = ChangeField(e.val.binary.data, "sql", false);
+		result = lappend(result, c);
+	}
+	return result;
 }
 
 /*
