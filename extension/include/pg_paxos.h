@@ -479,6 +479,13 @@ typedef struct PaxosChange
 } PaxosChange;
 
 extern List *PaxosEntryChanges(const char *text);
+
+/* apply_direct.c: UPDATE and DELETE applied without SQL */
+typedef struct PaxosDirectTable PaxosDirectTable;
+extern PaxosDirectTable *PaxosDirectStart(Oid relid);
+extern bool PaxosDirectApply(PaxosDirectTable *t, char op, const char *old_row,
+							 const char *new_row);
+extern void PaxosDirectEnd(PaxosDirectTable *t);
 extern char *PaxosCancelValue(const char *txn_id, int64 until);
 extern void PaxosParseCancel(const char *value, char **txn_id, int64 *until);
 

@@ -6,10 +6,10 @@
  *    row images the log carries as their parameters.
  *
  * Consecutive inserts into one table are one statement.  An UPDATE or
- * DELETE finds its row by primary key, or, in a table without one, by the
- * whole old row (one of identical rows); exactly one row must be found, or
- * applying stops.  Serial and identity sequences are moved past the values
- * applied.  Caller is connected to SPI.
+ * DELETE finds its row by primary key (without SQL: apply_direct.c), or,
+ * in a table without one, by the whole old row (one of identical rows);
+ * exactly one row must be found, or applying stops.  Serial and identity
+ * sequences are moved past the values applied.  Caller is connected to SPI.
  */
 #include "pg_paxos.h"
 
@@ -30,7 +30,8 @@
 static Oid	RelationFromName(const char *rel);
 static char *ColumnList(Oid relid, bool key_only, bool for_update, const char *prefix);
 static void ApplyInserts(int64 round, const char *rel, StringInfo rows);
-static void ApplyRowChange(int64 round, char op, const char *rel,
+static void ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
+						   PaxosDirectTable *direct,
 						   const char *old_row, const char *new_row);
 static SPIPlanPtr ApplyPlan(Oid relid, char op, const char *rel);
 
@@ -331,26 +332,33 @@ ApplyPlan(Oid relid, char op, const char *rel)
 }
 
 /*
- * ApplyRowChange applies one UPDATE or DELETE.  Exactly one row must be
- * found.
+ * ApplyRowChange applies one UPDATE or DELETE, through the executor
+ * (direct, for a table with a primary key) or with an SQL statement.
+ * Exactly one row must be found.
  */
 static void
-ApplyRowChange(int64 round, char op, const char *rel,
-			   const char *old_row, const char *new_row)
+ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
+			   PaxosDirectTable *direct, const char *old_row, const char *new_row)
 {
-	Oid			relid = RelationFromName(rel);
 	Datum		values[2];
 	int			rc;
+	uint64		processed;
 
 	if (old_row == NULL || (op == 'U' && new_row == NULL))
 		elog(ERROR, "pg_paxos: a change of round " INT64_FORMAT " lacks its row image", round);
-	values[0] = CStringGetTextDatum(old_row);
-	values[1] = op == 'U' ? CStringGetTextDatum(new_row) : (Datum) 0;
-	rc = SPI_execute_plan(ApplyPlan(relid, op, rel), values, NULL, false, 0);
-	if (rc < 0)
-		elog(ERROR, "pg_paxos: could not apply round " INT64_FORMAT ": %s",
-			 round, SPI_result_code_string(rc));
-	if (SPI_processed != 1)
+	if (direct != NULL)
+		processed = PaxosDirectApply(direct, op, old_row, new_row) ? 1 : 0;
+	else
+	{
+		values[0] = CStringGetTextDatum(old_row);
+		values[1] = op == 'U' ? CStringGetTextDatum(new_row) : (Datum) 0;
+		rc = SPI_execute_plan(ApplyPlan(relid, op, rel), values, NULL, false, 0);
+		if (rc < 0)
+			elog(ERROR, "pg_paxos: could not apply round " INT64_FORMAT ": %s",
+				 round, SPI_result_code_string(rc));
+		processed = SPI_processed;
+	}
+	if (processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("pg_paxos: cannot apply round " INT64_FORMAT ": the row to %s in %s is not there",
@@ -363,7 +371,9 @@ ApplyRowChange(int64 round, char op, const char *rel,
 
 /*
  * PaxosApplyChanges applies a committed transaction entry: its changes in
- * order, consecutive inserts into one table as one statement.
+ * order, consecutive inserts into one table as one statement, updates and
+ * deletes of a table with a primary key through the executor
+ * (apply_direct.c).
  */
 void
 PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
@@ -371,16 +381,34 @@ PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 	ListCell   *lc;
 	StringInfoData rows;
 	char	   *insert_rel = NULL;
+	char	   *direct_rel = NULL;	/* the table updates go to now */
+	Oid			direct_relid = InvalidOid;
+	PaxosDirectTable *direct = NULL;
 
 	initStringInfo(&rows);
 	foreach(lc, PaxosEntryChanges(entry))
 	{
 		PaxosChange *c = (PaxosChange *) lfirst(lc);
+		bool		row_change = c->op == 'U' || c->op == 'D';
 
 		if (insert_rel != NULL && (c->op != 'I' || strcmp(c->rel, insert_rel) != 0))
 		{
 			ApplyInserts(round, insert_rel, &rows);
 			insert_rel = NULL;
+		}
+		/* a run of updates and deletes of one table shares its executor state */
+		if (direct_rel != NULL && (!row_change || strcmp(c->rel, direct_rel) != 0))
+		{
+			if (direct != NULL)
+				PaxosDirectEnd(direct);
+			direct = NULL;
+			direct_rel = NULL;
+		}
+		if (row_change && direct_rel == NULL)
+		{
+			direct_rel = c->rel;
+			direct_relid = RelationFromName(c->rel);
+			direct = PaxosDirectStart(direct_relid);
 		}
 		switch (c->op)
 		{
@@ -398,7 +426,8 @@ PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 				break;
 			case 'U':
 			case 'D':
-				ApplyRowChange(round, c->op, c->rel, c->old_row, c->new_row);
+				ApplyRowChange(round, c->op, c->rel, direct_relid, direct,
+							   c->old_row, c->new_row);
 				break;
 			case 'T':
 				if (SPI_execute(psprintf("TRUNCATE %s", c->rel), false, 0) != SPI_OK_UTILITY)
@@ -415,4 +444,6 @@ PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 	}
 	if (insert_rel != NULL)
 		ApplyInserts(round, insert_rel, &rows);
+	if (direct != NULL)
+		PaxosDirectEnd(direct);
 }
