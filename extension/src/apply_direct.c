@@ -1,10 +1,10 @@
 /*
  * apply_direct.c
- *    Applying an UPDATE or DELETE of a row of a table with a primary key
- *    straight through the executor's routines for logical replication
- *    (find the row by its key, lock it, update or delete it, keep the
- *    indexes and constraints), without planning and running an SQL
- *    statement for each row.
+ *    Applying row changes to a table with a primary key straight through
+ *    the executor's routines for logical replication (insert a row; find
+ *    one by its key, lock it, update or delete it; keep the indexes and
+ *    constraints), without planning and running an SQL statement for each
+ *    row.
  *
  * The row images the log carries become tuples through
  * jsonb_populate_record, called directly: the same conversion the SQL path
@@ -78,6 +78,8 @@ PaxosDirectStart(Oid relid)
 	ExecInitRangeTable(t->estate, list_make1(rte));
 	t->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(t->rri, rel, 1, NULL, 0);
+	/* so that AFTER triggers find it, instead of opening the table again */
+	t->estate->es_opened_result_relations = list_make1(t->rri);
 	ExecOpenIndices(t->rri, false);
 	t->search = ExecInitExtraTupleSlot(t->estate, RelationGetDescr(rel), &TTSOpsVirtual);
 	t->next = ExecInitExtraTupleSlot(t->estate, RelationGetDescr(rel), &TTSOpsVirtual);
@@ -154,12 +156,26 @@ PaxosDirectApply(PaxosDirectTable *t, char op, const char *old_row, const char *
 	return found;
 }
 
+/* PaxosDirectInsert inserts a row image. */
+void
+PaxosDirectInsert(PaxosDirectTable *t, const char *new_row)
+{
+	MemoryContext outer = MemoryContextSwitchTo(t->row_context);
+
+	t->estate->es_output_cid = GetCurrentCommandId(true);
+	StoreImage(t, new_row, t->next);
+	ExecSimpleRelationInsert(t->rri, t->estate, t->next);
+	ExecClearTuple(t->next);
+	MemoryContextSwitchTo(outer);
+	MemoryContextReset(t->row_context);
+}
+
 /* PaxosDirectEnd fires what triggers queued and lets the table go. */
 void
 PaxosDirectEnd(PaxosDirectTable *t)
 {
 	AfterTriggerEndQuery(t->estate);
-	ExecCloseIndices(t->rri);
+	ExecCloseResultRelations(t->estate);
 	ExecResetTupleTable(t->estate->es_tupleTable, false);
 	FreeExecutorState(t->estate);
 	table_close(t->rel, NoLock);

@@ -5,10 +5,11 @@
  *    (columns, primary key, sequences), prepared once per table, and the
  *    row images the log carries as their parameters.
  *
- * Consecutive inserts into one table are one statement.  An UPDATE or
- * DELETE finds its row by primary key (without SQL: apply_direct.c), or,
- * in a table without one, by the whole old row (one of identical rows);
- * exactly one row must be found, or applying stops.  Serial and identity
+ * Row changes of a table with a primary key go through the executor
+ * without SQL (apply_direct.c).  In a table without one, consecutive
+ * inserts are one statement, and an UPDATE or DELETE finds its row by the
+ * whole old row (one of identical rows).  Exactly one row must be found,
+ * or applying stops.  Serial and identity
  * sequences are moved past the values applied.  Caller is connected to SPI.
  */
 #include "pg_paxos.h"
@@ -29,7 +30,9 @@
 
 static Oid	RelationFromName(const char *rel);
 static char *ColumnList(Oid relid, bool key_only, bool for_update, const char *prefix);
-static void ApplyInserts(int64 round, const char *rel, StringInfo rows);
+static void ApplyInserts(int64 round, const char *rel, List *rows);
+static List *OwnedSequences(Oid relid);
+static void AdvanceSequences(Oid relid, const char *json_rows);
 static void ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
 						   PaxosDirectTable *direct,
 						   const char *old_row, const char *new_row);
@@ -92,15 +95,40 @@ ColumnList(Oid relid, bool key_only, bool for_update, const char *prefix)
 }
 
 /*
- * ApplyInserts inserts a batch of rows (a JSON array of row images) into
- * one table with one statement.
+ * ApplyInserts inserts a run of row images into one table: through the
+ * executor (apply_direct.c) for a table with a primary key, else with one
+ * statement.
  */
 static void
-ApplyInserts(int64 round, const char *rel, StringInfo rows)
+ApplyInserts(int64 round, const char *rel, List *rows)
 {
-	appendStringInfoChar(rows, ']');
-	PaxosInsertRows(rel, rows->data);
-	resetStringInfo(rows);
+	Oid			relid = RelationFromName(rel);
+	PaxosDirectTable *direct = PaxosDirectStart(relid);
+	StringInfoData all;
+	ListCell   *lc;
+
+	if (direct != NULL)
+	{
+		foreach(lc, rows)
+			PaxosDirectInsert(direct, (const char *) lfirst(lc));
+		PaxosDirectEnd(direct);
+		CommandCounterIncrement();
+		if (OwnedSequences(relid) == NIL)
+			return;
+	}
+	initStringInfo(&all);
+	appendStringInfoChar(&all, '[');
+	foreach(lc, rows)
+	{
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoChar(&all, ',');
+		appendStringInfoString(&all, (const char *) lfirst(lc));
+	}
+	appendStringInfoChar(&all, ']');
+	if (direct != NULL)
+		AdvanceSequences(relid, all.data);
+	else
+		PaxosInsertRows(rel, all.data);
 }
 
 /*
@@ -371,21 +399,19 @@ ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
 
 /*
  * PaxosApplyChanges applies a committed transaction entry: its changes in
- * order, consecutive inserts into one table as one statement, updates and
- * deletes of a table with a primary key through the executor
- * (apply_direct.c).
+ * order; consecutive inserts into one table together; row changes of a
+ * table with a primary key through the executor (apply_direct.c).
  */
 void
 PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 {
 	ListCell   *lc;
-	StringInfoData rows;
+	List	   *rows = NIL;		/* the run of inserts into insert_rel */
 	char	   *insert_rel = NULL;
 	char	   *direct_rel = NULL;	/* the table updates go to now */
 	Oid			direct_relid = InvalidOid;
 	PaxosDirectTable *direct = NULL;
 
-	initStringInfo(&rows);
 	foreach(lc, PaxosEntryChanges(entry))
 	{
 		PaxosChange *c = (PaxosChange *) lfirst(lc);
@@ -393,8 +419,9 @@ PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 
 		if (insert_rel != NULL && (c->op != 'I' || strcmp(c->rel, insert_rel) != 0))
 		{
-			ApplyInserts(round, insert_rel, &rows);
+			ApplyInserts(round, insert_rel, rows);
 			insert_rel = NULL;
+			rows = NIL;
 		}
 		/* a run of updates and deletes of one table shares its executor state */
 		if (direct_rel != NULL && (!row_change || strcmp(c->rel, direct_rel) != 0))
@@ -415,14 +442,8 @@ PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 			case 'I':
 				if (c->new_row == NULL)
 					elog(ERROR, "pg_paxos: a change of round " INT64_FORMAT " lacks its row image", round);
-				if (insert_rel == NULL)
-				{
-					insert_rel = c->rel;
-					appendStringInfoChar(&rows, '[');
-				}
-				else
-					appendStringInfoChar(&rows, ',');
-				appendStringInfoString(&rows, c->new_row);
+				insert_rel = c->rel;
+				rows = lappend(rows, c->new_row);
 				break;
 			case 'U':
 			case 'D':
@@ -443,7 +464,7 @@ PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 		}
 	}
 	if (insert_rel != NULL)
-		ApplyInserts(round, insert_rel, &rows);
+		ApplyInserts(round, insert_rel, rows);
 	if (direct != NULL)
 		PaxosDirectEnd(direct);
 }
