@@ -480,10 +480,9 @@ typedef struct PaxosChange
 
 extern List *PaxosEntryChanges(const char *text);
 
-/* apply_direct.c: row changes applied without SQL */
+/* apply_direct.c: UPDATE and DELETE applied without SQL */
 typedef struct PaxosDirectTable PaxosDirectTable;
 extern PaxosDirectTable *PaxosDirectStart(Oid relid);
-extern void PaxosDirectInsert(PaxosDirectTable *t, const char *new_row);
 extern bool PaxosDirectApply(PaxosDirectTable *t, char op, const char *old_row,
 							 const char *new_row);
 extern void PaxosDirectEnd(PaxosDirectTable *t);

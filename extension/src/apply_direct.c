@@ -1,10 +1,10 @@
 /*
  * apply_direct.c
- *    Applying row changes to a table with a primary key straight through
- *    the executor's routines for logical replication (insert a row; find
- *    one by its key, lock it, update or delete it; keep the indexes and
- *    constraints), without planning and running an SQL statement for each
- *    row.
+ *    Applying an UPDATE or DELETE of a row of a table with a primary key
+ *    straight through the executor's routines for logical replication
+ *    (find the row by its key, lock it, update or delete it, keep the
+ *    indexes and constraints), without planning and running an SQL
+ *    statement for each row.
  *
  * The row images the log carries become tuples through
  * jsonb_populate_record, called directly: the same conversion the SQL path
@@ -154,20 +154,6 @@ PaxosDirectApply(PaxosDirectTable *t, char op, const char *old_row, const char *
 	/* the next change may be to the row this one wrote */
 	CommandCounterIncrement();
 	return found;
-}
-
-/* PaxosDirectInsert inserts a row image. */
-void
-PaxosDirectInsert(PaxosDirectTable *t, const char *new_row)
-{
-	MemoryContext outer = MemoryContextSwitchTo(t->row_context);
-
-	t->estate->es_output_cid = GetCurrentCommandId(true);
-	StoreImage(t, new_row, t->next);
-	ExecSimpleRelationInsert(t->rri, t->estate, t->next);
-	ExecClearTuple(t->next);
-	MemoryContextSwitchTo(outer);
-	MemoryContextReset(t->row_context);
 }
 
 /* PaxosDirectEnd fires what triggers queued and lets the table go. */

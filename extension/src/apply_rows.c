@@ -5,11 +5,10 @@
  *    (columns, primary key, sequences), prepared once per table, and the
  *    row images the log carries as their parameters.
  *
- * Row changes of a table with a primary key go through the executor
- * without SQL (apply_direct.c).  In a table without one, consecutive
- * inserts are one statement, and an UPDATE or DELETE finds its row by the
- * whole old row (one of identical rows).  Exactly one row must be found,
- * or applying stops.  Serial and identity
+ * Consecutive inserts into one table are one statement.  An UPDATE or
+ * DELETE finds its row by primary key (without SQL: apply_direct.c), or,
+ * in a table without one, by the whole old row (one of identical rows);
+ * exactly one row must be found, or applying stops.  Serial and identity
  * sequences are moved past the values applied.  Caller is connected to SPI.
  */
 #include "pg_paxos.h"
@@ -31,8 +30,6 @@
 static Oid	RelationFromName(const char *rel);
 static char *ColumnList(Oid relid, bool key_only, bool for_update, const char *prefix);
 static void ApplyInserts(int64 round, const char *rel, List *rows);
-static List *OwnedSequences(Oid relid);
-static void AdvanceSequences(Oid relid, const char *json_rows);
 static void ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
 						   PaxosDirectTable *direct,
 						   const char *old_row, const char *new_row);
@@ -95,27 +92,16 @@ ColumnList(Oid relid, bool key_only, bool for_update, const char *prefix)
 }
 
 /*
- * ApplyInserts inserts a run of row images into one table: through the
- * executor (apply_direct.c) for a table with a primary key, else with one
- * statement.
+ * ApplyInserts inserts a run of row images into one table with one
+ * statement (for a large run, cheaper than a row at a time through the
+ * executor: the rows are read as one JSON array).
  */
 static void
 ApplyInserts(int64 round, const char *rel, List *rows)
 {
-	Oid			relid = RelationFromName(rel);
-	PaxosDirectTable *direct = PaxosDirectStart(relid);
 	StringInfoData all;
 	ListCell   *lc;
 
-	if (direct != NULL)
-	{
-		foreach(lc, rows)
-			PaxosDirectInsert(direct, (const char *) lfirst(lc));
-		PaxosDirectEnd(direct);
-		CommandCounterIncrement();
-		if (OwnedSequences(relid) == NIL)
-			return;
-	}
 	initStringInfo(&all);
 	appendStringInfoChar(&all, '[');
 	foreach(lc, rows)
@@ -125,10 +111,7 @@ ApplyInserts(int64 round, const char *rel, List *rows)
 		appendStringInfoString(&all, (const char *) lfirst(lc));
 	}
 	appendStringInfoChar(&all, ']');
-	if (direct != NULL)
-		AdvanceSequences(relid, all.data);
-	else
-		PaxosInsertRows(rel, all.data);
+	PaxosInsertRows(rel, all.data);
 }
 
 /*
@@ -399,8 +382,9 @@ ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
 
 /*
  * PaxosApplyChanges applies a committed transaction entry: its changes in
- * order; consecutive inserts into one table together; row changes of a
- * table with a primary key through the executor (apply_direct.c).
+ * order: consecutive inserts into one table as one statement, updates and
+ * deletes of a table with a primary key through the executor
+ * (apply_direct.c).
  */
 void
 PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
