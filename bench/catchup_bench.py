@@ -13,6 +13,9 @@ decided, and checks that its table equals theirs.  Prints the row changes
 and rounds applied per second, and the time to catch up, measured both
 from `pg_ctl start` and from the moment the server accepted connections,
 and when the node knew every round as decided (learning vs applying).
+It also prints the CPU time the node's pg_paxos worker (its applier) used
+to catch up, and the row changes it applied per second of that CPU time:
+steadier than the wall-clock rate on a shared machine.
 
     /usr/bin/python3 bench/catchup_bench.py [--rows 200000]
         [--txn-rows 500] [--update-every 4] [--repeat 1]
@@ -102,6 +105,15 @@ class Writer(threading.Thread):
                     self.txns += 1
 
 
+def worker_cpu_seconds(node):
+    """CPU time (user + system) the node's pg_paxos worker used so far."""
+    pid = node.scalar("SELECT pid FROM pg_stat_activity "
+                      "WHERE backend_type = 'pg_paxos worker'")
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def one_run(cluster, opts, base_id):
     """Stop the last node, write, start it, time its catch-up."""
     writers_nodes, late = cluster.nodes[:2], cluster.nodes[2]
@@ -147,6 +159,7 @@ def one_run(cluster, opts, base_id):
                                   opts.timeout))
         time.sleep(0.05)
     t_done = time.monotonic()
+    applier_cpu = worker_cpu_seconds(late)     # the worker started with it
     if t_learned is None:
         t_learned = t_done
     # the same rows everywhere (optimistic reads: nothing applied for them)
@@ -159,6 +172,7 @@ def one_run(cluster, opts, base_id):
         'from_start': t_done - t_start, 'from_up': t_done - t_up,
         'learned': t_learned - t_up,
         'retries': sum(w.retries for w in writers),
+        'applier_cpu': applier_cpu,
     }
 
 
@@ -189,12 +203,13 @@ def main():
                   '%d rounds (%d -> %d) in %.2f s from pg_ctl start, %.2f s '
                   'from accepting connections (it knew every round decided '
                   'after %.2f s): %.0f row changes/s, %.0f rounds/s; '
-                  'tables identical (%d rows)'
+                  'its worker used %.2f s of CPU; tables identical (%d rows)'
                   % (i + 1, r['changes'], r['txns'], r['write_s'],
                      r['retries'], cluster[2].name, r['rounds'],
                      r['missed_from'], r['target'], r['from_start'],
                      r['from_up'], r['learned'], r['changes'] / r['from_up'],
-                     r['rounds'] / r['from_up'], r['rows']), flush=True)
+                     r['rounds'] / r['from_up'], r['applier_cpu'],
+                     r['rows']), flush=True)
         print()
         print('catch-up of a restarted node (3 local nodes, %d rows in '
               'transactions of %d rows, an UPDATE transaction every %d)'
@@ -212,6 +227,10 @@ def main():
                  med(r['changes'] / r['write_s'] for r in runs)))
         print('  rounds/s:          median %.0f'
               % med(r['rounds'] / r['from_up'] for r in runs))
+        print('  applier CPU:       median %.2f s, %.0f row changes per '
+              'CPU second of the pg_paxos worker'
+              % (med(r['applier_cpu'] for r in runs),
+                 med(r['changes'] / r['applier_cpu'] for r in runs)))
     finally:
         cluster.destroy()
 
