@@ -113,6 +113,12 @@ PaxosSplitBatch(const char *value)
  * formed again under its name has other values).  The index at a given
  * round is a function of the log, so whoever certified up to there left
  * the same table.  Keys too long to cache are looked up.
+ *
+ * The cache started empty at cert_cache_floor and took in every key
+ * written since, so a key it does not hold was not written after the
+ * floor: an entry whose snapshot is at or past the floor need not look it
+ * up in pgp_metadata.cert_key (a node catching up certifies thousands of
+ * fresh keys a second).
  */
 #define CERT_CACHE_KEY_MAX 128
 #define CERT_CACHE_ENTRIES_MAX 200000
@@ -126,6 +132,7 @@ typedef struct CertCacheEntry
 static HTAB *cert_cache = NULL;
 static char cert_cache_group[PAXOS_GROUP_ID_MAX];
 static int64 cert_cache_upto = -2;	/* -2: not valid */
+static int64 cert_cache_floor = -1;	/* holds every key written after this round */
 static char cert_cache_value[256];	/* value id of that round */
 
 /*
@@ -176,6 +183,7 @@ CertCacheStart(const char *group_id, int64 cursor)
 		cert_cache = PaxosBackendHash("pg_paxos certification keys", CERT_CACHE_KEY_MAX,
 									  sizeof(CertCacheEntry), true);
 		strlcpy(cert_cache_group, group_id, sizeof(cert_cache_group));
+		cert_cache_floor = cursor;
 	}
 	cert_cache_upto = -2;
 }
@@ -260,6 +268,9 @@ CertifyEntry(const char *group_id, int64 round, int index, const char *entry_tex
 
 		if (!CertCacheGet(key, &last))
 		{
+			/* not written since the floor, which is not after the snapshot */
+			if (e.x >= cert_cache_floor && strlen(key) < CERT_CACHE_KEY_MAX)
+				continue;
 			values[1] = keys[i];
 			if (SPI_execute_plan(PaxosKeptPlan(&key_plan,
 											   "SELECT round_num FROM pgp_metadata.cert_key"

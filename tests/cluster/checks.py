@@ -195,6 +195,25 @@ def wait_replicating(nodes, group, tables, deadline=15.0):
         time.sleep(0.2)
 
 
+def assert_outcomes_agree(nodes, group):
+    """Every round certified on several nodes has the same outcome on
+    each, entry by entry (pgp_metadata.outcome; compaction may have removed
+    older rounds on some)."""
+    outcomes = []
+    for node in nodes:
+        rows = node.sql('SELECT round_num, entry_index, committed '
+                        'FROM pgp_metadata.outcome WHERE group_id = %s',
+                        (group,))
+        outcomes.append({(r, i): c for r, i, c in rows})
+    common = set.intersection(*(set(o) for o in outcomes))
+    assert common, 'no round is certified on every node'
+    differ = sorted(k for k in common
+                    if len({o[k] for o in outcomes}) > 1)
+    assert not differ, 'certified differently on %s: rounds/entries %r' \
+        % ([n.name for n in nodes], differ[:10])
+    return len(common)
+
+
 def setup_replication(cluster, group, ddl, tables):
     """The README's setup: ddl (CREATE TABLE ...) on every node, the group
     formed, the tables replicated from one node; returns once every node
