@@ -290,6 +290,7 @@ extern int64 PaxosCertifyThroughSelf(const char *group_id, int64 round);
 extern bool PaxosFlushLocalCommits;
 extern void PaxosInitLocalWrites(void);
 extern void PaxosSkipLocalFlush(void);
+extern void PaxosNoteUtilityStatement(Node *parsetree);
 
 typedef enum PaxosApplyMode
 {

@@ -114,6 +114,7 @@ PaxosProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	bool		is_drop = false;
 	const char *group_id = NULL;
 
+	PaxosNoteUtilityStatement(pstmt->utilityStmt);
 	if (!PaxosApplying && IsTransactionState() &&
 		IsA(pstmt->utilityStmt, TruncateStmt) &&
 		!TransactionIdIsValid(GetTopTransactionIdIfAny()))

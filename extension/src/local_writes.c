@@ -34,7 +34,6 @@
 #include "nodes/parsenodes.h"
 #include "parser/parsetree.h"
 #include "replication/syncrep.h"
-#include "tcop/utility.h"
 #include "storage/lock.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -42,7 +41,6 @@
 bool		PaxosFlushLocalCommits = false;
 
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /* The current transaction wrote something outside the log. */
 static bool wrote_locally = false;
@@ -110,21 +108,15 @@ OnlyRunsExecutor(Node *parsetree)
 	}
 }
 
-/* LocalWritesProcessUtility notes any other utility statement as a local write. */
-static void
-LocalWritesProcessUtility(PlannedStmt *pstmt, const char *queryString,
-						  bool readOnlyTree, ProcessUtilityContext context,
-						  ParamListInfo params, QueryEnvironment *queryEnv,
-						  DestReceiver *dest, QueryCompletion *qc)
+/*
+ * PaxosNoteUtilityStatement notes a utility statement that may write
+ * (ddl.c's ProcessUtility hook, the extension's one, calls it first).
+ */
+void
+PaxosNoteUtilityStatement(Node *parsetree)
 {
-	if (!OnlyRunsExecutor(pstmt->utilityStmt))
+	if (!OnlyRunsExecutor(parsetree))
 		wrote_locally = true;
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-								queryEnv, dest, qc);
 }
 
 /* LocalWritesXactCallback starts every transaction with a clean slate. */
@@ -166,7 +158,5 @@ PaxosInitLocalWrites(void)
 {
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = LocalWritesExecutorStart;
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = LocalWritesProcessUtility;
 	RegisterXactCallback(LocalWritesXactCallback, NULL);
 }
