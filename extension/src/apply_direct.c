@@ -29,7 +29,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
 
 /* One table being applied to: its executor state, kept for a run of changes. */
 struct PaxosDirectTable

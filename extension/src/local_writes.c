@@ -2,7 +2,7 @@
  * local_writes.c
  *    Whether a transaction wrote anything that only this node's own commit
  *    makes durable: a table that is not replicated, a catalog (any utility
- *    statement), a large object, a sequence's setval.
+ *    statement), a large object.
  *
  * A transaction whose writes are all in a log entry that a majority has
  * accepted durably needs no WAL flush of its own at commit: if a crash loses
