@@ -41,6 +41,7 @@
 #include "access/htup.h"
 #include "utils/relcache.h"
 #include "utils/hsearch.h"
+#include "utils/jsonb.h"
 
 #include "paxos_core.h"
 
@@ -474,18 +475,19 @@ typedef struct PaxosChange
 {
 	char		op;				/* I, U, D, T (truncate) or S (DDL) */
 	char	   *rel;			/* qualified table name */
-	char	   *old_row;		/* JSON row image, or NULL */
-	char	   *new_row;
+	Jsonb	   *old_row;		/* row image, or NULL */
+	Jsonb	   *new_row;
 	char	   *sql;			/* DDL statement, or NULL */
 } PaxosChange;
 
 extern List *PaxosEntryChanges(const char *text);
+extern char *PaxosImageText(Jsonb *image);
 
 /* apply_direct.c: UPDATE and DELETE applied without SQL */
 typedef struct PaxosDirectTable PaxosDirectTable;
 extern PaxosDirectTable *PaxosDirectStart(Oid relid);
-extern bool PaxosDirectApply(PaxosDirectTable *t, char op, const char *old_row,
-							 const char *new_row);
+extern bool PaxosDirectApply(PaxosDirectTable *t, char op, Jsonb *old_row,
+							 Jsonb *new_row);
 extern void PaxosDirectEnd(PaxosDirectTable *t);
 extern char *PaxosCancelValue(const char *txn_id, int64 until);
 extern void PaxosParseCancel(const char *value, char **txn_id, int64 *until);

@@ -25,7 +25,6 @@
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -97,9 +96,9 @@ PaxosDirectStart(Oid relid)
 	return t;
 }
 
-/* StoreImage puts a JSON row image into a slot of the table's row type. */
+/* StoreImage puts a row image into a slot of the table's row type. */
 static void
-StoreImage(PaxosDirectTable *t, const char *json, TupleTableSlot *slot)
+StoreImage(PaxosDirectTable *t, Jsonb *image, TupleTableSlot *slot)
 {
 	LOCAL_FCINFO(fcinfo, 2);
 	Datum		row;
@@ -108,7 +107,7 @@ StoreImage(PaxosDirectTable *t, const char *json, TupleTableSlot *slot)
 	InitFunctionCallInfoData(*fcinfo, &t->populate, 2, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = (Datum) 0;
 	fcinfo->args[0].isnull = true;
-	fcinfo->args[1].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	fcinfo->args[1].value = JsonbPGetDatum(image);
 	fcinfo->args[1].isnull = false;
 	row = FunctionCallInvoke(fcinfo);
 	if (fcinfo->isnull)
@@ -128,7 +127,7 @@ StoreImage(PaxosDirectTable *t, const char *json, TupleTableSlot *slot)
  * names by its primary key; false if there is no such row.
  */
 bool
-PaxosDirectApply(PaxosDirectTable *t, char op, const char *old_row, const char *new_row)
+PaxosDirectApply(PaxosDirectTable *t, char op, Jsonb *old_row, Jsonb *new_row)
 {
 	bool		found;
 	MemoryContext outer = MemoryContextSwitchTo(t->row_context);

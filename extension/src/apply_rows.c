@@ -32,7 +32,7 @@ static char *ColumnList(Oid relid, bool key_only, bool for_update, const char *p
 static void ApplyInserts(int64 round, const char *rel, List *rows);
 static void ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
 						   PaxosDirectTable *direct,
-						   const char *old_row, const char *new_row);
+						   Jsonb *old_row, Jsonb *new_row);
 static SPIPlanPtr ApplyPlan(Oid relid, char op, const char *rel);
 
 /* RelationFromName resolves a qualified table name from the log. */
@@ -349,7 +349,7 @@ ApplyPlan(Oid relid, char op, const char *rel)
  */
 static void
 ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
-			   PaxosDirectTable *direct, const char *old_row, const char *new_row)
+			   PaxosDirectTable *direct, Jsonb *old_row, Jsonb *new_row)
 {
 	Datum		values[2];
 	int			rc;
@@ -361,8 +361,8 @@ ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
 		processed = PaxosDirectApply(direct, op, old_row, new_row) ? 1 : 0;
 	else
 	{
-		values[0] = CStringGetTextDatum(old_row);
-		values[1] = op == 'U' ? CStringGetTextDatum(new_row) : (Datum) 0;
+		values[0] = CStringGetTextDatum(PaxosImageText(old_row));
+		values[1] = op == 'U' ? CStringGetTextDatum(PaxosImageText(new_row)) : (Datum) 0;
 		rc = SPI_execute_plan(ApplyPlan(relid, op, rel), values, NULL, false, 0);
 		if (rc < 0)
 			elog(ERROR, "pg_paxos: could not apply round " INT64_FORMAT ": %s",
@@ -374,10 +374,10 @@ ApplyRowChange(int64 round, char op, const char *rel, Oid relid,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("pg_paxos: cannot apply round " INT64_FORMAT ": the row to %s in %s is not there",
 						round, op == 'U' ? "update" : "delete", rel),
-				 errdetail("Old row: %s", old_row),
+				 errdetail("Old row: %s", PaxosImageText(old_row)),
 				 errhint("This node's copy of the table differs from the others; applying stops here.")));
-	if (op == 'U')
-		AdvanceSequences(relid, psprintf("[%s]", new_row));
+	if (op == 'U' && OwnedSequences(relid) != NIL)
+		AdvanceSequences(relid, psprintf("[%s]", PaxosImageText(new_row)));
 }
 
 /*
@@ -427,7 +427,7 @@ PaxosApplyChanges(const char *group_id, int64 round, const char *entry)
 				if (c->new_row == NULL)
 					elog(ERROR, "pg_paxos: a change of round " INT64_FORMAT " lacks its row image", round);
 				insert_rel = c->rel;
-				rows = lappend(rows, c->new_row);
+				rows = lappend(rows, PaxosImageText(c->new_row));
 				break;
 			case 'U':
 			case 'D':

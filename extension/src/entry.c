@@ -18,7 +18,8 @@
 static JsonbValue *FindField(Jsonb *jb, const char *name);
 static char *StringField(Jsonb *jb, const char *name);
 static Datum KeyArray(Jsonb *jb, const char *name);
-static char *ChangeField(JsonbContainer *change, const char *name, bool as_json);
+static char *ChangeText(JsonbContainer *change, const char *name);
+static Jsonb *ChangeImage(JsonbContainer *change, const char *name);
 
 /* FindField looks up a top-level field of an entry; NULL if absent. */
 static JsonbValue *
@@ -126,22 +127,40 @@ PaxosParseEntry(const char *text, PaxosEntry *entry)
 }
 
 /*
- * ChangeField is a field of one change as text: as_json, its JSON text (as
- * jsonb prints it, SQL's (c->'name')::text); otherwise a string's value,
- * SQL's c->>'name'.  NULL if absent, or JSON null and not as_json.
+ * ChangeText is a string field of one change (SQL's c->>'name'); NULL if
+ * absent or JSON null.
  */
 static char *
-ChangeField(JsonbContainer *change, const char *name, bool as_json)
+ChangeText(JsonbContainer *change, const char *name)
 {
 	JsonbValue *v = getKeyJsonValueFromContainer(change, name, strlen(name), NULL);
-	Jsonb	   *jb;
 
-	if (v == NULL || (v->type == jbvNull && !as_json))
+	if (v == NULL || v->type == jbvNull)
 		return NULL;
-	if (v->type == jbvString && !as_json)
+	if (v->type == jbvString)
 		return pnstrdup(v->val.string.val, v->val.string.len);
-	jb = JsonbValueToJsonb(v);
-	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	return PaxosImageText(JsonbValueToJsonb(v));
+}
+
+/*
+ * ChangeImage is a row image of one change as jsonb, a copy of its part of
+ * the entry (no parsing again); NULL if absent or JSON null.
+ */
+static Jsonb *
+ChangeImage(JsonbContainer *change, const char *name)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(change, name, strlen(name), NULL);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	return JsonbValueToJsonb(v);
+}
+
+/* PaxosImageText is a row image as JSON text (as jsonb prints it). */
+char *
+PaxosImageText(Jsonb *image)
+{
+	return JsonbToCString(NULL, &image->root, VARSIZE(image));
 }
 
 /*
@@ -176,14 +195,14 @@ PaxosEntryChanges(const char *text)
 		if (e.type != jbvBinary || !JsonContainerIsObject(e.val.binary.data))
 			elog(ERROR, "pg_paxos: a change of a transaction entry is not a JSON object");
 		c = palloc(sizeof(PaxosChange));
-		op = ChangeField(e.val.binary.data, "op", false);
-		c->rel = ChangeField(e.val.binary.data, "rel", false);
+		op = ChangeText(e.val.binary.data, "op");
+		c->rel = ChangeText(e.val.binary.data, "rel");
 		if (op == NULL || op[0] == '\0' || c->rel == NULL)
 			elog(ERROR, "pg_paxos: a change of a transaction entry has no kind or table");
 		c->op = op[0];
-		c->old_row = ChangeField(e.val.binary.data, "old", true);
-		c->new_row = ChangeField(e.val.binary.data, "new", true);
-		c->sql = ChangeField(e.val.binary.data, "sql", false);
+		c->old_row = ChangeImage(e.val.binary.data, "old");
+		c->new_row = ChangeImage(e.val.binary.data, "new");
+		c->sql = ChangeText(e.val.binary.data, "sql");
 		result = lappend(result, c);
 	}
 	return result;
