@@ -56,11 +56,6 @@ def agreed_leader(nodes, deadline, not_name=None):
     raise RuntimeError('no agreed leader')
 
 
-def postmaster_pid(node):
-    with open(os.path.join(node.datadir, 'postmaster.pid')) as f:
-        return int(f.readline())
-
-
 class Writer(threading.Thread):
     """Autocommit UPDATEs on one node; records when each one committed."""
 
@@ -98,7 +93,7 @@ def one_round(cluster):
         w.start()
     time.sleep(0.5)
     kill_at = time.monotonic()
-    os.kill(postmaster_pid(leader), signal.SIGKILL)
+    os.kill(leader.postmaster_pid(), signal.SIGKILL)
     new_leader = agreed_leader(survivors, kill_at + 30, not_name=leader_name)
     elected = time.monotonic() - kill_at
     deadline = kill_at + 30
@@ -116,7 +111,7 @@ def one_round(cluster):
     end = time.monotonic() + 30
     while time.monotonic() < end:
         try:
-            os.kill(postmaster_pid(leader), 0)
+            os.kill(leader.postmaster_pid(), 0)
         except (OSError, ValueError):
             break
         time.sleep(0.05)

@@ -483,14 +483,15 @@ typedef struct PaxosChange
 extern List *PaxosEntryChanges(const char *text);
 extern char *PaxosImageText(Jsonb *image);
 
+extern char *PaxosCancelValue(const char *txn_id, int64 until);
+extern void PaxosParseCancel(const char *value, char **txn_id, int64 *until);
+
 /* apply_direct.c: UPDATE and DELETE applied without SQL */
 typedef struct PaxosDirectTable PaxosDirectTable;
 extern PaxosDirectTable *PaxosDirectStart(Oid relid);
 extern bool PaxosDirectApply(PaxosDirectTable *t, char op, Jsonb *old_row,
 							 Jsonb *new_row);
 extern void PaxosDirectEnd(PaxosDirectTable *t);
-extern char *PaxosCancelValue(const char *txn_id, int64 until);
-extern void PaxosParseCancel(const char *value, char **txn_id, int64 *until);
 
 /* cancellation.c: pgp_metadata.cancelled_txn, as certification uses it */
 extern void PaxosCancellationsStart(const char *group_id);

@@ -15,29 +15,28 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
-static JsonbValue *FindField(Jsonb *jb, const char *name);
-static char *StringField(Jsonb *jb, const char *name);
-static Datum KeyArray(Jsonb *jb, const char *name);
-static char *ChangeText(JsonbContainer *change, const char *name);
+static JsonbValue *FindField(JsonbContainer *object, const char *name);
+static char *StringField(JsonbContainer *object, const char *name);
+static Datum KeyArray(JsonbContainer *object, const char *name);
 static Jsonb *ChangeImage(JsonbContainer *change, const char *name);
 
-/* FindField looks up a top-level field of an entry; NULL if absent. */
+/* FindField looks up a field of an entry or of one of its changes; NULL if absent. */
 static JsonbValue *
-FindField(Jsonb *jb, const char *name)
+FindField(JsonbContainer *object, const char *name)
 {
 	JsonbValue	k;
 
 	k.type = jbvString;
 	k.val.string.val = (char *) name;
 	k.val.string.len = strlen(name);
-	return findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
+	return findJsonbValueFromContainer(object, JB_FOBJECT, &k);
 }
 
 /* StringField is a field's text (strings and numbers), or NULL. */
 static char *
-StringField(Jsonb *jb, const char *name)
+StringField(JsonbContainer *object, const char *name)
 {
-	JsonbValue *v = FindField(jb, name);
+	JsonbValue *v = FindField(object, name);
 
 	if (v == NULL)
 		return NULL;
@@ -50,9 +49,9 @@ StringField(Jsonb *jb, const char *name)
 
 /* KeyArray is an array field of strings as a text[] datum. */
 static Datum
-KeyArray(Jsonb *jb, const char *name)
+KeyArray(JsonbContainer *object, const char *name)
 {
-	JsonbValue *v = FindField(jb, name);
+	JsonbValue *v = FindField(object, name);
 	Datum	   *elems;
 	int			n = 0;
 	int			cap = 8;
@@ -114,32 +113,16 @@ PaxosParseEntry(const char *text, PaxosEntry *entry)
 		elog(ERROR, "pg_paxos: a transaction entry is not a JSON object");
 	memset(entry, 0, sizeof(*entry));
 	entry->text = text;
-	entry->id = StringField(jb, "id");
-	entry->origin = StringField(jb, "origin");
-	x = StringField(jb, "x");
-	xid = StringField(jb, "xid");
-	until = StringField(jb, "until");
+	entry->id = StringField(&jb->root, "id");
+	entry->origin = StringField(&jb->root, "origin");
+	x = StringField(&jb->root, "x");
+	xid = StringField(&jb->root, "xid");
+	until = StringField(&jb->root, "until");
 	entry->x = x ? strtoi64(x, NULL, 10) : -1;
 	entry->until = until ? strtoi64(until, NULL, 10) : -1;
 	entry->xid = xid ? (TransactionId) strtoul(xid, NULL, 10) : InvalidTransactionId;
-	entry->check = KeyArray(jb, "check");
-	entry->write = KeyArray(jb, "write");
-}
-
-/*
- * ChangeText is a string field of one change (SQL's c->>'name'); NULL if
- * absent or JSON null.
- */
-static char *
-ChangeText(JsonbContainer *change, const char *name)
-{
-	JsonbValue *v = getKeyJsonValueFromContainer(change, name, strlen(name), NULL);
-
-	if (v == NULL || v->type == jbvNull)
-		return NULL;
-	if (v->type == jbvString)
-		return pnstrdup(v->val.string.val, v->val.string.len);
-	return PaxosImageText(JsonbValueToJsonb(v));
+	entry->check = KeyArray(&jb->root, "check");
+	entry->write = KeyArray(&jb->root, "write");
 }
 
 /*
@@ -149,7 +132,7 @@ ChangeText(JsonbContainer *change, const char *name)
 static Jsonb *
 ChangeImage(JsonbContainer *change, const char *name)
 {
-	JsonbValue *v = getKeyJsonValueFromContainer(change, name, strlen(name), NULL);
+	JsonbValue *v = FindField(change, name);
 
 	if (v == NULL || v->type == jbvNull)
 		return NULL;
@@ -180,7 +163,7 @@ PaxosEntryChanges(const char *text)
 
 	if (!JB_ROOT_IS_OBJECT(jb))
 		elog(ERROR, "pg_paxos: a transaction entry is not a JSON object");
-	changes = FindField(jb, "changes");
+	changes = FindField(&jb->root, "changes");
 	if (changes == NULL || changes->type != jbvBinary ||
 		!JsonContainerIsArray(changes->val.binary.data))
 		elog(ERROR, "pg_paxos: a transaction entry has no list of changes");
@@ -195,14 +178,14 @@ PaxosEntryChanges(const char *text)
 		if (e.type != jbvBinary || !JsonContainerIsObject(e.val.binary.data))
 			elog(ERROR, "pg_paxos: a change of a transaction entry is not a JSON object");
 		c = palloc(sizeof(PaxosChange));
-		op = ChangeText(e.val.binary.data, "op");
-		c->rel = ChangeText(e.val.binary.data, "rel");
+		op = StringField(e.val.binary.data, "op");
+		c->rel = StringField(e.val.binary.data, "rel");
 		if (op == NULL || op[0] == '\0' || c->rel == NULL)
 			elog(ERROR, "pg_paxos: a change of a transaction entry has no kind or table");
 		c->op = op[0];
 		c->old_row = ChangeImage(e.val.binary.data, "old");
 		c->new_row = ChangeImage(e.val.binary.data, "new");
-		c->sql = ChangeText(e.val.binary.data, "sql");
+		c->sql = StringField(e.val.binary.data, "sql");
 		result = lappend(result, c);
 	}
 	return result;
@@ -242,10 +225,10 @@ PaxosParseCancel(const char *value, char **txn_id, int64 *until)
 		return;
 	}
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(value)));
-	if (!JB_ROOT_IS_OBJECT(jb) || (text = StringField(jb, "txn")) == NULL)
+	if (!JB_ROOT_IS_OBJECT(jb) || (text = StringField(&jb->root, "txn")) == NULL)
 		elog(ERROR, "pg_paxos: a cancellation names no transaction: %s", value);
 	*txn_id = text;
-	text = StringField(jb, "until");
+	text = StringField(&jb->root, "until");
 	if (text != NULL)
 		*until = strtoi64(text, NULL, 10);
 }

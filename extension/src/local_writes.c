@@ -45,13 +45,17 @@ static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 /* The current transaction wrote something outside the log. */
 static bool wrote_locally = false;
 
-/* NeedsOwnFlush: would losing this relation's writes lose data? */
+/*
+ * NeedsOwnFlush: would losing this relation's writes lose data?  The
+ * replicated tables, the usual case, are told apart first, without a
+ * catalog lookup.
+ */
 static bool
 NeedsOwnFlush(Oid relid)
 {
-	if (get_rel_persistence(relid) != RELPERSISTENCE_PERMANENT)
+	if (PaxosReplicatedGroup(relid) != NULL)
 		return false;
-	return PaxosReplicatedGroup(relid) == NULL;
+	return get_rel_persistence(relid) == RELPERSISTENCE_PERMANENT;
 }
 
 /* LocalWritesExecutorStart notes a statement that writes a table outside the log. */

@@ -391,6 +391,18 @@ class Node:
         self.stop(mode)
         self.start()
 
+    def postmaster_pid(self):
+        """The pid in the data directory's postmaster.pid."""
+        with open(os.path.join(self.datadir, 'postmaster.pid')) as f:
+            return int(f.readline())
+
+    def server_pids(self):
+        """The postmaster and its children (backends, workers)."""
+        pid = self.postmaster_pid()
+        out = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(pid)],
+                             capture_output=True, text=True).stdout
+        return [pid] + [int(p) for p in out.split()]
+
     def is_running(self):
         proc = _run_pg([os.path.join(pg_bindir(), 'pg_ctl'), '-D',
                         self.datadir, 'status'], check=False)

@@ -11,7 +11,6 @@ transfer lost, no failed one present.
 
 import os
 import signal
-import subprocess
 import time
 
 import bank
@@ -51,19 +50,6 @@ def wait_leader(cluster, among=None, deadline=20.0, not_node=None):
     raise AssertionError('no agreed leader within %.0f s: %r' % (deadline, seen))
 
 
-def postmaster_pid(node):
-    with open(os.path.join(node.datadir, 'postmaster.pid')) as f:
-        return int(f.readline())
-
-
-def server_pids(node):
-    """The postmaster and its children (backends, workers)."""
-    pid = postmaster_pid(node)
-    out = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(pid)],
-                         capture_output=True, text=True).stdout
-    return [pid] + [int(p) for p in out.split()]
-
-
 def bank_cluster(cluster_factory):
     cluster = cluster_factory(3, SETTINGS)
     bank.setup(cluster)
@@ -75,7 +61,7 @@ def restart_after_kill(node):
     end = time.monotonic() + 30
     while time.monotonic() < end:
         try:
-            os.kill(postmaster_pid(node), 0)
+            os.kill(node.postmaster_pid(), 0)
         except (OSError, ValueError):
             break
         time.sleep(0.1)
@@ -123,7 +109,7 @@ def test_kill_leader(cluster_factory):
     timing = {}
 
     def kill_leader():
-        os.kill(postmaster_pid(leader), signal.SIGKILL)
+        os.kill(leader.postmaster_pid(), signal.SIGKILL)
         t0 = time.monotonic()
         new = wait_leader(cluster, among=survivors, not_node=leader)
         timing['failover'] = time.monotonic() - t0
@@ -147,7 +133,7 @@ def test_kill_follower(cluster_factory):
     follower = [n for n in cluster if n is not leader][0]
 
     def kill_follower():
-        os.kill(postmaster_pid(follower), signal.SIGKILL)
+        os.kill(follower.postmaster_pid(), signal.SIGKILL)
         time.sleep(3)
         restart_after_kill(follower)
 
@@ -163,7 +149,7 @@ def test_frozen_leader(cluster_factory):
     seen = {}
 
     def freeze_leader():
-        pids = server_pids(leader)
+        pids = leader.server_pids()
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         try:

@@ -35,14 +35,6 @@ CREATE TABLE loc (id int PRIMARY KEY);
 TABLES = ['t']
 
 
-def server_pids(node):
-    with open(os.path.join(node.datadir, 'postmaster.pid')) as f:
-        postmaster = int(f.readline())
-    out = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(postmaster)],
-                         capture_output=True, text=True).stdout
-    return [postmaster] + [int(p) for p in out.split()]
-
-
 def commit(conn, statements):
     """Run statements in one transaction; return its xid."""
     cur = conn.cursor()
@@ -87,7 +79,7 @@ def test_commit_held_by_the_log_skips_its_flush(cluster_factory, last):
     start_lsn = node.scalar('SELECT pg_current_wal_insert_lsn()::text')
     conn = psycopg2.connect(node.connstr)
     commit(conn, ['CREATE TEMP TABLE scratch (i int)'])
-    pids = server_pids(node)
+    pids = node.server_pids()
     os.kill(walwriter, signal.SIGSTOP)
     try:
         # flushed ones first: a flush writes every commit before it too
