@@ -122,7 +122,6 @@ typedef struct GroupInfo
 
 extern bool GroupLoad(const char *group_id, GroupInfo *group);
 extern void GroupLoadOrError(const char *group_id, GroupInfo *group);
-extern List *GroupHostsForRound(const char *group_id, int64 round);
 extern bool MembershipIsChange(px_value value);
 extern void MembershipApplyChosen(const char *group_id, int64 round,
 								  px_value value);
@@ -135,6 +134,10 @@ extern PGresult *PaxosRemoteQuery(PGconn *conn, const char *sql, const char *par
 extern PGconn *PaxosConnectOrError(const char *connstr, const char *message,
 								   const char *hint);
 extern void PaxosCheckNotCompacted(const GroupInfo *group, int64 round);
+
+/* host_cache.c: the members of a group's rounds, kept per backend */
+extern List *GroupHostsForRound(const char *group_id, int64 round);
+extern void PaxosInitHostCache(void);
 
 /* ---- compaction.c, snapshot.c ----------------------------------------- */
 
@@ -430,6 +433,7 @@ typedef struct LeaderShared
 extern GroupView *PaxosGroupView(const char *group_id, bool create);
 extern bool PaxosViewLeadsHere(const GroupView *v);
 extern PeerView *PaxosFindPeer(GroupView *v, const char *connstr);
+extern void PaxosKeepPeers(const char *group_id, List *connstrs);
 extern void PaxosLeaderLock(bool exclusive);
 extern void PaxosLeaderUnlock(void);
 extern void PaxosNotePeer(const char *group_id, const char *connstr,

@@ -234,6 +234,40 @@ PaxosFindPeer(GroupView *v, const char *connstr)
 }
 
 /*
+ * PaxosKeepPeers drops the peers of a group's view that are no longer
+ * among its members (connstrs): a member removed is no peer to report,
+ * and its place is free for another.
+ */
+void
+PaxosKeepPeers(const char *group_id, List *connstrs)
+{
+	GroupView  *v;
+	int			i;
+	int			kept = 0;
+
+	PaxosLeaderLock(true);
+	v = PaxosGroupView(group_id, false);
+	for (i = 0; v != NULL && i < v->npeers; i++)
+	{
+		ListCell   *lc;
+
+		foreach(lc, connstrs)
+		{
+			if (strcmp(v->peers[i].connstr, (char *) lfirst(lc)) == 0)
+			{
+				if (kept != i)
+					v->peers[kept] = v->peers[i];
+				kept++;
+				break;
+			}
+		}
+	}
+	if (v != NULL)
+		v->npeers = kept;
+	PaxosLeaderUnlock();
+}
+
+/*
  * PaxosNotePeer records that a peer was heard from, with what it said.
  * Hearing from the leader keeps it leader here only if the contact says it
  * can lead (vouches_leader): it reached this node by itself (its

@@ -158,6 +158,7 @@ LoadGroups(MemoryContext context)
 				MemoryContextSwitchTo(old);
 			}
 		}
+		PaxosKeepPeers(lg->group_id, lg->peers);
 	}
 	SPI_finish();
 	PopActiveSnapshot();

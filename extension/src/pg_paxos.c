@@ -220,6 +220,7 @@ _PG_init(void)
 	PaxosInitCapture();
 	PaxosInitLocalWrites();
 	PaxosInitStrongReads();
+	PaxosInitHostCache();
 	PaxosProgressInit();
 	PaxosInitDdl();
 }

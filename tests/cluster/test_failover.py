@@ -167,10 +167,28 @@ def test_frozen_leader(cluster_factory):
     assert node_status(leader)['role'] == 'follower'
 
 
+def peer_counts(cluster):
+    """How many peers each node's leader worker heartbeats in the group: a
+    long-lived process, which sees a membership change only if its cache
+    of the members was dropped (host_cache.c)."""
+    return [n.scalar('SELECT count(*) FROM paxos_peer_status() '
+                     'WHERE group_id = %s', (bank.GROUP,)) for n in cluster]
+
+
+def wait_peer_counts(cluster, expected, deadline=10.0):
+    end = time.monotonic() + deadline
+    while True:
+        counts = peer_counts(cluster)
+        if counts == [expected] * len(cluster) or time.monotonic() > end:
+            return counts
+        time.sleep(0.2)
+
+
 def test_add_and_remove_node(cluster_factory):
     """A 4th node joins while the workload runs (copying the tables and the
     certification state from a snapshot), reads the same total, then
-    leaves again; the workload never stops."""
+    leaves again; the workload never stops.  Every node's long-lived
+    processes take the new membership in, both times."""
     cluster = cluster_factory(4, SETTINGS)
     extra = cluster.nodes.pop()             # not in the group yet
     try:
@@ -186,6 +204,7 @@ def test_add_and_remove_node(cluster_factory):
                 'SELECT count(*) FROM pgp_metadata.host WHERE group_id = %s '
                 'AND max_round_num IS NULL', (bank.GROUP,))
             seen['members'] = members
+            seen['peers_joined'] = wait_peer_counts(cluster, 3)
             time.sleep(2)
             seen['total'] = extra.scalar('SELECT sum(balance) FROM bank_balance')
             seen['status'] = node_status(extra)
@@ -193,11 +212,54 @@ def test_add_and_remove_node(cluster_factory):
 
         bank.run(cluster, DURATION, fault=join_and_leave, fault_at=DURATION / 4)
         assert seen['members'] == 4
+        assert seen['peers_joined'] == [3, 3, 3], seen['peers_joined']
         assert seen['total'] == bank.TOTAL
         assert seen['status']['role'] == 'follower', seen['status']
         left = cluster[0].scalar(
             'SELECT count(*) FROM pgp_metadata.host WHERE group_id = %s '
             'AND max_round_num IS NULL', (bank.GROUP,))
         assert left == 3
+        assert wait_peer_counts(cluster, 2) == [2, 2, 2]
     finally:
         cluster.nodes.append(extra)
+
+
+def test_quorum_follows_membership(cluster_factory):
+    """After a member leaves a group of 4, the 3 left tolerate the loss of
+    one more: every process that proposes (the leader's batcher, which has
+    committed with 4 members before) must count a majority of 3, not of 4.
+    A process still using the member list it read before the change
+    (host_cache.c) would wait for a third answer that never comes."""
+    cluster = cluster_factory(4, SETTINGS)
+    bank.setup(cluster)
+    leader = wait_leader(cluster)
+    others = [n for n in cluster if n is not leader]
+    leaving, stopped = others[0], others[1]
+
+    def transfer(node, amount):
+        node.sql('BEGIN; UPDATE bank_balance SET balance = balance - %s '
+                 'WHERE account_number = 1; UPDATE bank_balance SET balance = '
+                 'balance + %s WHERE account_number = 2; COMMIT', (amount, amount))
+
+    for node in cluster:                # every node's processes read 4 members
+        transfer(node, 1)
+    leaving.sql('SELECT paxos_leave_group(%s)', (bank.GROUP,))
+    stopped.stop()
+    for amount in (2, 3):               # 2 of 3 answer: enough
+        transfer(leader, amount)
+        transfer(others[2], amount)
+    survivors = [leader, others[2]]
+    for node in survivors:
+        assert node.scalar('SELECT count(*) FROM pgp_metadata.host '
+                           'WHERE group_id = %s AND max_round_num IS NULL',
+                           (bank.GROUP,)) == 3
+    deadline = time.monotonic() + 20
+    while True:
+        sums = [n.scalar('SELECT sum(balance) FROM bank_balance') for n in survivors]
+        firsts = [n.scalar('SELECT balance FROM bank_balance WHERE account_number = 1')
+                  for n in survivors]
+        if firsts == [bank.INITIAL - 4 - 10] * 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sums == [bank.TOTAL] * 2
+    assert firsts == [bank.INITIAL - 4 - 10] * 2
