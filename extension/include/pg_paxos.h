@@ -504,7 +504,8 @@ extern void PaxosRecordCancellation(const char *group_id, int64 round, const cha
 extern void PaxosForgetExpiredCancellations(const char *group_id, int64 round);
 extern HTAB *PaxosBackendHash(const char *name, Size keysize, Size entrysize,
 							  bool string_keys);
-extern bool PaxosGroupTest(SPIPlanPtr *cache, const char *sql, const char *group_id);
+extern bool PaxosGroupHasRows(const char *table, const char *group_id,
+							  const char *flag_column);
 extern SPIPlanPtr PaxosKeptPlan(SPIPlanPtr *cache, const char *sql, int nargs,
 								Oid *types);
 
