@@ -26,10 +26,11 @@
  *    peer had not decided are applied again.
  *
  * Locks, in this order, each waited for at most 10 s: the applier's lock
- * (nothing applies here meanwhile), the rows of the replicated tables
- * (emptied with DELETE: a local transaction that wrote them finishes
- * first, and statements that only opened them wait for the copy instead
- * of blocking it, see PaxosAwaitSnapshot), then the certifier's lock,
+ * (nothing applies here meanwhile), the replicated tables in EXCLUSIVE
+ * mode and their rows (emptied with DELETE: a local transaction that wrote
+ * them finishes first, a later writer waits and then sees the copy, and
+ * statements that only read them go on, or wait for the copy instead of
+ * blocking it, see PaxosAwaitSnapshot), then the certifier's lock,
  * which such a transaction needs to finish.  Changes are written as the
  * applier writes them (session_replication_role = replica, no capture).
  * DDL of rounds this node had not applied, compacted or not, is replayed
@@ -362,8 +363,17 @@ EmptyTables(PGconn *conn, const char *group_id, const char *display)
 	}
 	PQclear(res);
 	foreach(lc, tables)
-		if (SPI_execute(psprintf("DELETE FROM %s", (char *) lfirst(lc)), false, 0) != SPI_OK_DELETE)
+	{
+		/*
+		 * Writers wait for the copy, and then see it: an UPDATE that took
+		 * its snapshot before the DELETE committed would find its row
+		 * deleted and silently update nothing.  Readers go on.
+		 */
+		if (SPI_execute(psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", (char *) lfirst(lc)),
+						false, 0) != SPI_OK_UTILITY ||
+			SPI_execute(psprintf("DELETE FROM %s", (char *) lfirst(lc)), false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "pg_paxos: could not empty %s", (char *) lfirst(lc));
+	}
 }
 
 /* LocallyCommitted: do this node's tables hold the transaction already? */
