@@ -271,6 +271,7 @@ extern int	PaxosPointWrites;		/* a PAXOS_CONSISTENCY_* too */
 extern bool PaxosApplying;		/* this backend applies the log now */
 
 extern const char *PaxosReplicatedGroup(Oid relid);
+extern bool PaxosLocksGroupTables(const char *group_id);
 extern const char *PaxosPointWriteGroup(struct PlannedStmt *stmt);
 extern void PaxosStartReplicating(const char *group_id, const char *table);
 extern void PaxosForgetDroppedTables(void);

@@ -18,6 +18,7 @@
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -121,6 +122,36 @@ PaxosReplicatedGroup(Oid relid)
 		return NULL;
 	e = hash_search(replicated, &relid, HASH_FIND, NULL);
 	return e ? e->group_id : NULL;
+}
+
+/*
+ * PaxosLocksGroupTables tells whether this backend holds a lock on a table
+ * of the group in a mode stronger than ACCESS SHARE (a writer, or a row
+ * locker): one a snapshot copy, which takes them EXCLUSIVE, waits for.
+ */
+bool
+PaxosLocksGroupTables(const char *group_id)
+{
+	HASH_SEQ_STATUS seq;
+	ReplicatedEntry *e;
+	bool		locked = false;
+
+	(void) PaxosReplicatedGroup(InvalidOid);	/* loads the cache if need be */
+	if (replicated == NULL)
+		return false;
+	hash_seq_init(&seq, replicated);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		LOCKTAG		tag;
+		LOCKMODE	mode;
+
+		if (locked || strcmp(e->group_id, group_id) != 0)
+			continue;
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, e->relid);
+		for (mode = RowShareLock; mode <= AccessExclusiveLock && !locked; mode++)
+			locked = LockHeldByMe(&tag, mode);
+	}
+	return locked;
 }
 
 /*

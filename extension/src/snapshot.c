@@ -137,8 +137,9 @@ PaxosSnapshotNeeded(const char *group_id, char **source, int64 *needed)
 /*
  * PaxosAwaitSnapshot waits, before a strong read, for the background
  * worker to copy a snapshot this node needs: learning cannot catch it up.
- * The statement holds only relation locks, which the copy does not
- * conflict with.  A node that has just started first gives its peers'
+ * A statement that holds only ACCESS SHARE locks waits; a write (or a
+ * transaction that locked the group's tables otherwise) fails with 40001
+ * instead, since the copy locks the tables EXCLUSIVE first.  A node that has just started first gives its peers'
  * heartbeats a moment to say how far they have compacted.  Raises an
  * error after pg_paxos.paxos_timeout.
  */
@@ -173,6 +174,13 @@ PaxosAwaitSnapshot(const char *group_id)
 										4 * PaxosLeaderTimeoutMs)) &&
 			(!behind || !PaxosSnapshotNeeded(group_id, &source, &needed)))
 			return;
+		/* the copy would wait for this statement's locks: do not wait for it */
+		if (behind && PaxosLocksGroupTables(group_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("this node is copying a snapshot of paxos group \"%s\"", group_id),
+					 errdetail("The transaction holds a lock on a table of the group that the copy needs."),
+					 errhint("Retry: the node takes writes again once the copy is done.")));
 		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), PaxosTimeoutMs))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
