@@ -45,6 +45,7 @@ typedef enum RoundPlan
 {
 	PLAN_INSERT = 0,
 	PLAN_UPDATE,
+	PLAN_UPDATE_PROMISE,
 	PLAN_MAX_ROUND,
 	PLAN_MAX_ACCEPTED_ROUND,
 	PLAN_DECIDED_IN,
@@ -72,6 +73,9 @@ GetPlan(RoundPlan which)
 		" proposer_id = $4, value_id = $5, value = $6,"
 		" accepted_proposal_num = $7, accepted_proposer_id = $8,"
 		" consensus = $9 WHERE group_id = $1 AND round_num = $2",
+		/* the accepted value unchanged: it is neither sent nor stored again */
+		[PLAN_UPDATE_PROMISE] = "UPDATE pgp_metadata.round SET min_proposal_num = $3,"
+		" proposer_id = $4, consensus = $5 WHERE group_id = $1 AND round_num = $2",
 		[PLAN_MAX_ROUND] = "SELECT greatest(max(round_num), (SELECT compacted_below - 1"
 		" FROM pgp_metadata.\"group\" WHERE group_id = $1))"
 		" FROM pgp_metadata.round WHERE group_id = $1",
@@ -88,12 +92,14 @@ GetPlan(RoundPlan which)
 		" AND r.round_num BETWEEN s.start AND $3 AND r.consensus ORDER BY r.round_num LIMIT $4) r ON true"
 		" ORDER BY r.round_num",
 	};
-	static const int nargs[PLAN_COUNT] = {9, 9, 1, 1, 4, 4};
+	static const int nargs[PLAN_COUNT] = {9, 9, 5, 1, 1, 4, 4};
 	Oid			types[9] = {TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID,
 	TEXTOID, INT8OID, TEXTOID, BOOLOID};
 
 	if (which == PLAN_DECIDED_IN || which == PLAN_UNDECIDED_IN)
 		types[2] = types[3] = INT8OID;
+	if (which == PLAN_UPDATE_PROMISE)
+		types[4] = BOOLOID;
 	return PaxosKeptPlan(&plans[which], sql[which], nargs[which], types);
 }
 
@@ -268,6 +274,17 @@ RoundStoreLoad(const char *group_id, int64 round, bool for_update,
 	return exists;
 }
 
+/* SameAccepted: a step left the accepted ballot and value as they were. */
+static bool
+SameAccepted(const px_acceptor_state *before, const px_acceptor_state *after)
+{
+	if (before->has_accepted != after->has_accepted)
+		return false;
+	return !after->has_accepted ||
+		(px_ballot_cmp(&before->accepted, &after->accepted) == 0 &&
+		 px_value_equal(before->value, after->value));
+}
+
 /*
  * RoundStoreStep runs one acceptor step on a round: load (locked), let step
  * decide, store if it changed anything.  A round without a row starts from
@@ -283,7 +300,7 @@ RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
 	{
 		px_acceptor_state st;
 		bool		found = RoundStoreLoad(group_id, round, true, &st);
-		bool		was_decided = found && st.decided;
+		px_acceptor_state before = st;
 		Datum		values[9];
 		char		nulls[9];
 		int			rc;
@@ -304,8 +321,15 @@ RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
 		}
 
 		StateToDatums(group_id, round, &st, values, nulls);
-		rc = SPI_execute_plan(GetPlan(found ? PLAN_UPDATE : PLAN_INSERT),
-							  values, nulls, false, 0);
+		if (found && SameAccepted(&before, &st))
+		{
+			/* learned or promised: (group, round, promise, proposer, decided) */
+			values[4] = values[8];
+			rc = SPI_execute_plan(GetPlan(PLAN_UPDATE_PROMISE), values, NULL, false, 0);
+		}
+		else
+			rc = SPI_execute_plan(GetPlan(found ? PLAN_UPDATE : PLAN_INSERT),
+								  values, nulls, false, 0);
 		if (rc != (found ? SPI_OK_UPDATE : SPI_OK_INSERT))
 			elog(ERROR, "pg_paxos: storing round failed: %s",
 				 SPI_result_code_string(rc));
@@ -313,7 +337,7 @@ RoundStoreStep(const char *group_id, int64 round, AcceptorStepFn step,
 		{
 			if (st.value.id != NULL)
 				PaxosNoteAcceptedAtCommit(group_id, round);
-			if (st.decided && !was_decided)
+			if (st.decided && !(found && before.decided))
 				PaxosNoteDecidedAtCommit(group_id, round, round);
 			*result = st;
 			return;

@@ -51,6 +51,22 @@ SELECT promised, value, consensus FROM paxos_request_prepare('p/z', 'acc', 1, 10
 SELECT accepted, consensus, value_id, value, accepted_proposal_num
 FROM paxos_request_accept('p/z', 'acc', 1, 100, 'val-z', 'Z');
 
+-- the same value accepted again under a higher ballot (a proposer that
+-- found it in phase 1): the acceptor now reports that ballot, which later
+-- proposers compare with other acceptors' (it is stored even though the
+-- value, which is not sent again to storage, did not change)
+SELECT accepted FROM paxos_request_accept('p/a', 'acc', 5, 10, 'val-s', 'S');
+SELECT promised, value_id, accepted_proposal_num, accepted_proposer_id
+FROM paxos_request_prepare('p/b', 'acc', 5, 20);
+SELECT accepted FROM paxos_request_accept('p/b', 'acc', 5, 20, 'val-s', 'S');
+SELECT promised, value_id, value, accepted_proposal_num, accepted_proposer_id
+FROM paxos_request_prepare('p/c', 'acc', 5, 30);
+-- learning it keeps the value and the ballot, and marks it decided
+SELECT paxos_confirm_consensus('p/b', 'acc', 5, 20, 'val-s', 'S');
+SELECT min_proposal_num, proposer_id, value_id, value, accepted_proposal_num,
+       accepted_proposer_id, consensus
+FROM pgp_metadata.round WHERE group_id = 'acc' AND round_num = 5;
+
 -- explicit learn of another round; learning it twice is harmless
 SELECT paxos_confirm_consensus('p/d', 'acc', 3, 2, 'val-d', 'D');
 SELECT paxos_confirm_consensus('p/d', 'acc', 3, 2, 'val-d', 'D');
