@@ -11,29 +11,14 @@
  * in parallel.  Durability comes from the transaction that calls us: an RPC
  * commits (and so fsyncs its promise or acceptance) before it answers.
  *
- * Loading a round, the most frequent of these (several times per round on
- * every node: accepting, learning, certifying, applying), reads the row
- * through the primary key directly rather than through SPI, with what SPI
- * would use: a new command and the transaction's snapshot, or, to lock it,
- * the executor's find-and-lock of logical replication (the latest version,
- * waiting for a writer in progress), as SELECT ... FOR UPDATE under READ
- * COMMITTED.
- *
  * Every function here expects the caller to be connected to SPI.
  */
 #include "pg_paxos.h"
 
-#include "access/genam.h"
-#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "executor/executor.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
-#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 /* Columns of the state, in the order every plan below uses. */
@@ -43,7 +28,9 @@
 
 typedef enum RoundPlan
 {
-	PLAN_INSERT = 0,
+	PLAN_LOAD = 0,
+	PLAN_LOAD_FOR_UPDATE,
+	PLAN_INSERT,
 	PLAN_UPDATE,
 	PLAN_UPDATE_PROMISE,
 	PLAN_MAX_ROUND,
@@ -56,7 +43,7 @@ typedef enum RoundPlan
 static SPIPlanPtr plans[PLAN_COUNT];
 
 static SPIPlanPtr GetPlan(RoundPlan which);
-static void StateFromSlot(TupleTableSlot *slot, px_acceptor_state *st);
+static void StateFromTuple(HeapTuple tuple, TupleDesc desc, px_acceptor_state *st);
 static void StateToDatums(const char *group_id, int64 round,
 						  const px_acceptor_state *st, Datum *values, char *nulls);
 static bool LearnStep(px_acceptor_state *st, void *arg);
@@ -66,6 +53,11 @@ static SPIPlanPtr
 GetPlan(RoundPlan which)
 {
 	static const char *const sql[PLAN_COUNT] = {
+		[PLAN_LOAD] = "SELECT " ROUND_STATE_COLUMNS
+		" FROM pgp_metadata.round WHERE group_id = $1 AND round_num = $2",
+		[PLAN_LOAD_FOR_UPDATE] = "SELECT " ROUND_STATE_COLUMNS
+		" FROM pgp_metadata.round WHERE group_id = $1 AND round_num = $2"
+		" FOR UPDATE",
 		[PLAN_INSERT] = "INSERT INTO pgp_metadata.round (group_id, round_num, "
 		ROUND_STATE_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 		" ON CONFLICT (group_id, round_num) DO NOTHING",
@@ -92,7 +84,7 @@ GetPlan(RoundPlan which)
 		" AND r.round_num BETWEEN s.start AND $3 AND r.consensus ORDER BY r.round_num LIMIT $4) r ON true"
 		" ORDER BY r.round_num",
 	};
-	static const int nargs[PLAN_COUNT] = {9, 9, 5, 1, 1, 4, 4};
+	static const int nargs[PLAN_COUNT] = {2, 2, 9, 9, 5, 1, 1, 4, 4};
 	Oid			types[9] = {TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID,
 	TEXTOID, INT8OID, TEXTOID, BOOLOID};
 
@@ -103,84 +95,36 @@ GetPlan(RoundPlan which)
 	return PaxosKeptPlan(&plans[which], sql[which], nargs[which], types);
 }
 
-/* The columns of a round's state, in the order of ROUND_STATE_COLUMNS. */
-enum
-{
-	COL_MIN_PROPOSAL = 0,
-	COL_PROPOSER,
-	COL_VALUE_ID,
-	COL_VALUE,
-	COL_ACCEPTED_NUMBER,
-	COL_ACCEPTED_PROPOSER,
-	COL_CONSENSUS,
-	STATE_COLUMNS
-};
-
-/*
- * StateColumns finds the attribute numbers of the state's columns in the
- * round table (by name: a column dropped and added again moves).
- */
+/* StateFromTuple reads ROUND_STATE_COLUMNS; strings land in the current context. */
 static void
-StateColumns(TupleDesc desc, AttrNumber *attnums)
+StateFromTuple(HeapTuple tuple, TupleDesc desc, px_acceptor_state *st)
 {
-	static const char *const names[STATE_COLUMNS] = {
-		"min_proposal_num", "proposer_id", "value_id", "value",
-		"accepted_proposal_num", "accepted_proposer_id", "consensus"
-	};
-	int			i;
-	int			c;
-
-	for (c = 0; c < STATE_COLUMNS; c++)
-	{
-		attnums[c] = InvalidAttrNumber;
-		for (i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (!att->attisdropped && strcmp(NameStr(att->attname), names[c]) == 0)
-				attnums[c] = att->attnum;
-		}
-		if (attnums[c] == InvalidAttrNumber)
-			elog(ERROR, "pg_paxos: column %s of pgp_metadata.round is missing", names[c]);
-	}
-}
-
-/* StateFromSlot reads a round's state; strings land in the current context. */
-static void
-StateFromSlot(TupleTableSlot *slot, px_acceptor_state *st)
-{
-	AttrNumber	col[STATE_COLUMNS];
 	bool		isnull;
 	Datum		d;
-	Datum		proposer;
-	bool		proposer_null;
+	char	   *proposer;
 
-	StateColumns(slot->tts_tupleDescriptor, col);
 	px_acceptor_init(st);
 
-	d = slot_getattr(slot, col[COL_MIN_PROPOSAL], &isnull);
-	proposer = slot_getattr(slot, col[COL_PROPOSER], &proposer_null);
+	d = SPI_getbinval(tuple, desc, 1, &isnull);
+	proposer = SPI_getvalue(tuple, desc, 2);
 	if (px_ballot_set(&st->promised, isnull ? -1 : DatumGetInt64(d),
-					  proposer_null ? "" : TextDatumGetCString(proposer)) != 0)
+					  proposer ? proposer : "") != 0)
 		elog(ERROR, "pg_paxos: stored proposer id too long");
 
-	d = slot_getattr(slot, col[COL_VALUE_ID], &isnull);
-	st->value.id = isnull ? NULL : TextDatumGetCString(d);
-	d = slot_getattr(slot, col[COL_VALUE], &isnull);
-	st->value.data = isnull ? NULL : TextDatumGetCString(d);
+	st->value.id = SPI_getvalue(tuple, desc, 3);
+	st->value.data = SPI_getvalue(tuple, desc, 4);
 
-	d = slot_getattr(slot, col[COL_ACCEPTED_NUMBER], &isnull);
+	d = SPI_getbinval(tuple, desc, 5, &isnull);
 	if (!isnull)
 	{
-		Datum		acc_proposer = slot_getattr(slot, col[COL_ACCEPTED_PROPOSER],
-												&proposer_null);
+		char	   *acc_proposer = SPI_getvalue(tuple, desc, 6);
 
 		st->has_accepted = true;
 		if (px_ballot_set(&st->accepted, DatumGetInt64(d),
-						  proposer_null ? "" : TextDatumGetCString(acc_proposer)) != 0)
+						  acc_proposer ? acc_proposer : "") != 0)
 			elog(ERROR, "pg_paxos: stored proposer id too long");
 	}
-	d = slot_getattr(slot, col[COL_CONSENSUS], &isnull);
+	d = SPI_getbinval(tuple, desc, 7, &isnull);
 	st->decided = !isnull && DatumGetBool(d);
 }
 
@@ -217,61 +161,22 @@ bool
 RoundStoreLoad(const char *group_id, int64 round, bool for_update,
 			   px_acceptor_state *st)
 {
-	Oid			relid = get_relname_relid("round", get_namespace_oid("pgp_metadata", false));
-	Relation	rel;
-	TupleTableSlot *found;
-	bool		exists;
+	Datum		values[2];
+	int			rc;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "pg_paxos: table pgp_metadata.round is missing");
-	/* what SPI does before a statement: see this transaction's writes */
-	CommandCounterIncrement();
-	rel = table_open(relid, for_update ? RowShareLock : AccessShareLock);
-	if (for_update)
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(round);
+	rc = SPI_execute_plan(GetPlan(for_update ? PLAN_LOAD_FOR_UPDATE : PLAN_LOAD),
+						  values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: loading round failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
 	{
-		TupleTableSlot *search = table_slot_create(rel, NULL);
-
-		found = table_slot_create(rel, NULL);
-		ExecClearTuple(search);
-		memset(search->tts_isnull, true, sizeof(bool) * search->tts_tupleDescriptor->natts);
-		search->tts_values[0] = CStringGetTextDatum(group_id);
-		search->tts_isnull[0] = false;
-		search->tts_values[1] = Int64GetDatum(round);
-		search->tts_isnull[1] = false;
-		ExecStoreVirtualTuple(search);
-		exists = RelationFindReplTupleByIndex(rel, RelationGetPrimaryKeyIndex(rel),
-											  LockTupleExclusive, search, found);
-		ExecDropSingleTupleTableSlot(search);
-		if (exists)
-			StateFromSlot(found, st);
-	}
-	else
-	{
-		Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
-		ScanKeyData keys[2];
-		SysScanDesc scan;
-		HeapTuple	tuple;
-
-		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ,
-					CStringGetTextDatum(group_id));
-		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(round));
-		scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snapshot, 2, keys);
-		tuple = systable_getnext(scan);
-		exists = HeapTupleIsValid(tuple);
-		found = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-		if (exists)
-		{
-			ExecStoreHeapTuple(tuple, found, false);
-			StateFromSlot(found, st);	/* copies what it keeps */
-		}
-		systable_endscan(scan);
-		UnregisterSnapshot(snapshot);
-	}
-	if (!exists)
 		px_acceptor_init(st);
-	ExecDropSingleTupleTableSlot(found);
-	table_close(rel, NoLock);	/* locked until the transaction ends, as SPI would */
-	return exists;
+		return false;
+	}
+	StateFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, st);
+	return true;
 }
 
 /* SameAccepted: a step left the accepted ballot and value as they were. */
