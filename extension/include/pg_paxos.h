@@ -364,6 +364,8 @@ extern void PaxosNoteAcceptedAtCommit(const char *group_id, int64 round);
 extern void PaxosNoteDecidedAtCommit(const char *group_id, int64 from, int64 to);
 extern int64 PaxosDecidedThrough(const char *group_id);
 extern void PaxosNoteCertifiedAtCommit(const char *group_id, int64 round);
+extern void PaxosNoteCopying(const char *group_id, bool copying);
+extern bool PaxosCopying(const char *group_id);
 extern bool PaxosCertifiedPublished(const char *group_id, int64 round);
 extern bool PaxosCertifiedAtLeast(const char *group_id, int64 round);
 extern int64 PaxosLocalMaxAccepted(const char *group_id);

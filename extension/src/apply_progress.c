@@ -41,6 +41,8 @@ typedef struct GroupProgress
 	/* pending only: rounds a transaction found or made decided, or -1 */
 	int64		decided_from;
 	int64		decided_to;
+	/* a snapshot copy is taking the group's tables (snapshot.c) */
+	bool		copying;
 	/* the majority's highest round, asked once for concurrent statements */
 	bool		asking;			/* a question is in flight */
 	uint64		asked;			/* number of the last question sent */
@@ -504,6 +506,31 @@ PaxosSharedGroupRound(const char *group_id)
 	}
 	PG_END_TRY();
 	return answer;
+}
+
+/*
+ * PaxosNoteCopying says whether a snapshot copy of the group is taking its
+ * tables now: a writer waiting for the copy gives way to it then.
+ */
+void
+PaxosNoteCopying(const char *group_id, bool copying)
+{
+	GroupProgress *g;
+
+	SpinLockAcquire(&progress->mutex);
+	g = FindProgress(group_id, copying);
+	if (g != NULL)
+		g->copying = copying;
+	SpinLockRelease(&progress->mutex);
+}
+
+/* PaxosCopying tells whether a snapshot copy of the group takes its tables. */
+bool
+PaxosCopying(const char *group_id)
+{
+	GroupProgress g;
+
+	return Published(group_id, &g) && g.copying;
 }
 
 /*

@@ -137,9 +137,9 @@ PaxosSnapshotNeeded(const char *group_id, char **source, int64 *needed)
 /*
  * PaxosAwaitSnapshot waits, before a strong read, for the background
  * worker to copy a snapshot this node needs: learning cannot catch it up.
- * A statement that holds only ACCESS SHARE locks waits; a write (or a
- * transaction that locked the group's tables otherwise) fails with 40001
- * instead, since the copy locks the tables EXCLUSIVE first.  A node that has just started first gives its peers'
+ * Once the copy takes the group's tables (EXCLUSIVE), a statement that
+ * holds a stronger lock than ACCESS SHARE on one (a write) stops waiting
+ * and fails with 40001, which releases it; one that only reads waits.  A node that has just started first gives its peers'
  * heartbeats a moment to say how far they have compacted.  Raises an
  * error after pg_paxos.paxos_timeout.
  */
@@ -174,8 +174,8 @@ PaxosAwaitSnapshot(const char *group_id)
 										4 * PaxosLeaderTimeoutMs)) &&
 			(!behind || !PaxosSnapshotNeeded(group_id, &source, &needed)))
 			return;
-		/* the copy would wait for this statement's locks: do not wait for it */
-		if (behind && PaxosLocksGroupTables(group_id))
+		/* the copy waits for this statement's locks: give way to it */
+		if (PaxosCopying(group_id) && PaxosLocksGroupTables(group_id))
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("this node is copying a snapshot of paxos group \"%s\"", group_id),
@@ -217,6 +217,7 @@ PaxosCopySnapshot(const char *group_id, const char *source, int64 needed)
 	PG_FINALLY();
 	{
 		PaxosApplying = save_applying;
+		PaxosNoteCopying(group_id, false);
 	}
 	PG_END_TRY();
 	if (copied)
@@ -370,6 +371,7 @@ EmptyTables(PGconn *conn, const char *group_id, const char *display)
 			tables = lappend(tables, name);
 	}
 	PQclear(res);
+	PaxosNoteCopying(group_id, true);	/* waiting writers give way */
 	foreach(lc, tables)
 	{
 		/*
