@@ -122,6 +122,7 @@ typedef struct GroupInfo
 
 extern bool GroupLoad(const char *group_id, GroupInfo *group);
 extern void GroupLoadOrError(const char *group_id, GroupInfo *group);
+extern List *GroupHostsForRound(const char *group_id, int64 round);
 extern bool MembershipIsChange(px_value value);
 extern void MembershipApplyChosen(const char *group_id, int64 round,
 								  px_value value);
@@ -134,10 +135,6 @@ extern PGresult *PaxosRemoteQuery(PGconn *conn, const char *sql, const char *par
 extern PGconn *PaxosConnectOrError(const char *connstr, const char *message,
 								   const char *hint);
 extern void PaxosCheckNotCompacted(const GroupInfo *group, int64 round);
-
-/* host_cache.c: the members of a group's rounds, kept per backend */
-extern List *GroupHostsForRound(const char *group_id, int64 round);
-extern void PaxosInitHostCache(void);
 
 /* ---- compaction.c, snapshot.c ----------------------------------------- */
 
@@ -507,8 +504,7 @@ extern void PaxosRecordCancellation(const char *group_id, int64 round, const cha
 extern void PaxosForgetExpiredCancellations(const char *group_id, int64 round);
 extern HTAB *PaxosBackendHash(const char *name, Size keysize, Size entrysize,
 							  bool string_keys);
-extern bool PaxosGroupHasRows(const char *table, const char *group_id,
-							  const char *flag_column);
+extern bool PaxosGroupTest(SPIPlanPtr *cache, const char *sql, const char *group_id);
 extern SPIPlanPtr PaxosKeptPlan(SPIPlanPtr *cache, const char *sql, int nargs,
 								Oid *types);
 

@@ -43,15 +43,6 @@ CREATE TABLE pgp_metadata.host (
 	PRIMARY KEY (group_id, connection_string, min_round_num),
 	FOREIGN KEY (group_id) REFERENCES pgp_metadata."group" (group_id)
 );
-/* every backend keeps the members in memory: a change empties that cache */
-CREATE FUNCTION pgp_metadata.hosts_changed()
-RETURNS trigger
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'paxos_hosts_changed';
-CREATE TRIGGER hosts_changed
-	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgp_metadata.host
-	FOR EACH STATEMENT EXECUTE FUNCTION pgp_metadata.hosts_changed();
-ALTER TABLE pgp_metadata.host ENABLE ALWAYS TRIGGER hosts_changed;
 
 /*
  * The Multi-Paxos log and the acceptor state of this node, one row per

@@ -155,6 +155,7 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 
 	SPI_connect();
 	{
+		static SPIPlanPtr others_plan = NULL;
 		int			save_nestlevel = NewGUCNestLevel();
 
 		/*
@@ -164,7 +165,9 @@ PaxosApplyUpTo(const char *group_id, int64 max_round, PaxosApplyMode mode)
 		(void) set_config_option("session_replication_role", "replica", PGC_SUSET,
 								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
-		rows_of_others = PaxosGroupHasRows("local_commit", group_id, "copied");
+		rows_of_others = PaxosGroupTest(&others_plan,
+										"SELECT EXISTS (SELECT 1 FROM pgp_metadata.local_commit"
+										" WHERE group_id = $1 AND copied)", group_id);
 		for (round = group.last_applied_round + 1; round <= max_round; round++)
 		{
 			px_acceptor_state st;

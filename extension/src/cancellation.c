@@ -26,7 +26,11 @@ static bool any_cancelled = true;
 void
 PaxosCancellationsStart(const char *group_id)
 {
-	any_cancelled = PaxosGroupHasRows("cancelled_txn", group_id, NULL);
+	static SPIPlanPtr plan = NULL;
+
+	any_cancelled = PaxosGroupTest(&plan,
+								   "SELECT EXISTS (SELECT 1 FROM pgp_metadata.cancelled_txn"
+								   " WHERE group_id = $1)", group_id);
 }
 
 /* PaxosCancelledRound is the round that cancelled txn_id, or -1. */

@@ -21,22 +21,14 @@
  */
 #include "pg_paxos.h"
 
-#include "access/genam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(paxos_certify);
 
@@ -480,48 +472,34 @@ CertifyRoundValue(const char *group_id, int64 round, px_value value, int *nentri
 }
 
 /*
- * PaxosCertifiedUpTo is the highest round certified here (-1: none): the
- * last round with an outcome, read backwards through the outcome table's
- * primary key (no SQL statement: the batcher and the worker ask once per
- * round).  Compacted rounds were applied here, so certified: it is at least
- * the last of them.  Takes a fresh snapshot: a certifier that just
- * committed is seen.
+ * PaxosCertifiedUpTo is the highest round certified here (-1: none).
+ * Compacted rounds were applied here, so certified: it is at least the
+ * last of them.  Takes a fresh snapshot: a certifier that just committed
+ * is seen.
  */
 int64
 PaxosCertifiedUpTo(const char *group_id)
 {
-	Oid			relid = get_relname_relid("outcome", get_namespace_oid("pgp_metadata", false));
-	GroupInfo	group;
-	int64		result = -1;
-	Relation	rel;
-	Relation	index;
-	Snapshot	snapshot;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+	int64		result;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "pg_paxos: table pgp_metadata.outcome is missing");
-	if (GroupLoad(group_id, &group))	/* a new command and snapshot, too */
-		result = group.compacted_below - 1;
-	snapshot = RegisterSnapshot(GetTransactionSnapshot());
-	rel = table_open(relid, AccessShareLock);
-	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(group_id));
-	scan = systable_beginscan_ordered(rel, index, snapshot, 1, &key);
-	tuple = systable_getnext_ordered(scan, BackwardScanDirection);
-	if (HeapTupleIsValid(tuple))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tuple, 2, RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			result = Max(result, DatumGetInt64(d));
-	}
-	systable_endscan_ordered(scan);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
-	UnregisterSnapshot(snapshot);
+	SPI_connect();
+	values[0] = CStringGetTextDatum(group_id);
+	if (SPI_execute_plan(PaxosKeptPlan(&plan,
+									   "SELECT greatest((SELECT round_num FROM pgp_metadata.outcome"
+									   "  WHERE group_id = $1 ORDER BY round_num DESC LIMIT 1),"
+									   " (SELECT compacted_below - 1 FROM pgp_metadata.\"group\""
+									   "  WHERE group_id = $1))",
+									   1, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pg_paxos: could not find the certified rounds");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = isnull ? -1 : DatumGetInt64(d);
+	SPI_finish();
 	return result;
 }
 

@@ -147,6 +147,38 @@ PaxosCheckNotCompacted(const GroupInfo *group, int64 round)
 				 errhint("A node that still needs them copies a snapshot of the group from a peer (its background worker does so by itself).")));
 }
 
+/* GroupHostsForRound lists the connection strings of the members of a round. */
+List *
+GroupHostsForRound(const char *group_id, int64 round)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	List	   *hosts = NIL;
+	uint64		i;
+	int			rc;
+
+	if (plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, INT8OID};
+
+		plan = SPI_prepare("SELECT DISTINCT connection_string FROM pgp_metadata.host"
+						   " WHERE group_id = $1 AND min_round_num <= $2"
+						   " AND (max_round_num IS NULL OR $2 <= max_round_num)"
+						   " ORDER BY connection_string", 2, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "pg_paxos: could not prepare host lookup");
+	}
+	values[0] = CStringGetTextDatum(group_id);
+	values[1] = Int64GetDatum(round);
+	rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_paxos: host lookup failed: %s", SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+		hosts = lappend(hosts, SPI_getvalue(SPI_tuptable->vals[i],
+											SPI_tuptable->tupdesc, 1));
+	return hosts;
+}
+
 /* MembershipIsChange tells whether a log value is a membership change. */
 bool
 MembershipIsChange(px_value value)

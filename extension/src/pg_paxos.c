@@ -32,8 +32,6 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/snapmgr.h"
 
 PG_MODULE_MAGIC;
 
@@ -222,7 +220,6 @@ _PG_init(void)
 	PaxosInitCapture();
 	PaxosInitLocalWrites();
 	PaxosInitStrongReads();
-	PaxosInitHostCache();
 	PaxosProgressInit();
 	PaxosInitDdl();
 }
@@ -474,43 +471,21 @@ PaxosBackendHash(const char *name, Size keysize, Size entrysize, bool string_key
 }
 
 /*
- * PaxosGroupHasRows tells whether a metadata table whose primary key starts
- * with group_id has a row of the group (with flag_column: one where that
- * boolean column is true), read through the key with a fresh snapshot, as
- * a query would: the appliers and certifiers ask once per round.
+ * PaxosGroupTest runs a kept one-row boolean query about a group ($1 is
+ * its id), such as "does it have any X rows?".  Connected to SPI.
  */
 bool
-PaxosGroupHasRows(const char *table, const char *group_id, const char *flag_column)
+PaxosGroupTest(SPIPlanPtr *cache, const char *sql, const char *group_id)
 {
-	Oid			relid = get_relname_relid(table, get_namespace_oid("pgp_metadata", false));
-	Relation	rel;
-	Snapshot	snapshot;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	AttrNumber	flag = InvalidAttrNumber;
-	bool		found = false;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "pg_paxos: table pgp_metadata.%s is missing", table);
-	if (flag_column != NULL &&
-		(flag = get_attnum(relid, flag_column)) == InvalidAttrNumber)
-		elog(ERROR, "pg_paxos: column %s of pgp_metadata.%s is missing", flag_column, table);
-	CommandCounterIncrement();
-	snapshot = RegisterSnapshot(GetTransactionSnapshot());
-	rel = table_open(relid, AccessShareLock);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(group_id));
-	scan = systable_beginscan(rel, RelationGetPrimaryKeyIndex(rel), true, snapshot, 1, &key);
-	while (!found && HeapTupleIsValid(tuple = systable_getnext(scan)))
-	{
-		bool		isnull = false;
-
-		found = flag == InvalidAttrNumber ||
-			DatumGetBool(heap_getattr(tuple, flag, RelationGetDescr(rel), &isnull));
-		found = found && !isnull;
-	}
-	systable_endscan(scan);
-	table_close(rel, NoLock);
-	UnregisterSnapshot(snapshot);
-	return found;
+	values[0] = CStringGetTextDatum(group_id);
+	if (SPI_execute_plan(PaxosKeptPlan(cache, sql, 1, types), values, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "pg_paxos: query failed: %s", sql);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return !isnull && DatumGetBool(d);
 }
