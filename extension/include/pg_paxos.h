@@ -118,6 +118,7 @@ typedef struct GroupInfo
 	int64		last_applied_round;
 	int64		config_round;
 	int64		compacted_below;	/* the log here starts at this round */
+	px_standing standing;		/* this acceptor's standing promise */
 } GroupInfo;
 
 extern bool GroupLoad(const char *group_id, GroupInfo *group);
@@ -161,6 +162,7 @@ typedef enum RpcKind
 	RPC_APPLY,
 	RPC_SUBMIT,
 	RPC_HEARTBEAT,
+	RPC_STANDING,
 	RPC_KIND_COUNT
 } RpcKind;
 
@@ -239,6 +241,7 @@ extern void PaxosRunRound(const char *group_id, int64 round,
 						  int priority, PaxosOutcome *outcome);
 extern PeerConnection **PaxosPeersFor(List *connstrs, int *npeers);
 extern bool PaxosLearnInProcess;
+extern bool PaxosAskStanding;
 extern void PaxosFlushCarriedLearn(void);
 extern PeerConnection *PaxosSelfPeer(const char *group_id);
 extern int64 PaxosPreparedRound(const char *group_id);

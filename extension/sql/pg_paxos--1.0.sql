@@ -27,6 +27,11 @@ CREATE TABLE pgp_metadata."group" (
 	own_connection_string text NOT NULL,
 	config_round bigint NOT NULL DEFAULT 0,
 	compacted_below bigint NOT NULL DEFAULT 0,
+	-- this acceptor's standing promise: no ballot below (standing_proposal_num,
+	-- standing_proposer_id) is accepted in any round from standing_from on
+	standing_from bigint,
+	standing_proposal_num bigint,
+	standing_proposer_id text,
 	PRIMARY KEY (group_id)
 );
 
@@ -222,6 +227,37 @@ CREATE FUNCTION paxos_request_prepare(
 RETURNS prepare_response
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_request_prepare';
+
+/*
+ * Phase 1b for this round and, granted, for every round after it too: a
+ * leader's standing promise (standing = true in the answer).  The proposer
+ * may skip phase 1 above current_round_num only where a majority granted
+ * and reported nothing accepted above it (max_round_num).
+ */
+CREATE TYPE standing_response AS (
+	promised boolean,
+	proposer_id text,
+	min_proposal_num bigint,
+	value_id text,
+	value text,
+	accepted_proposal_num bigint,
+	accepted_proposer_id text,
+	consensus boolean,
+	max_round_num bigint,
+	config_round bigint,
+	standing boolean
+);
+
+CREATE FUNCTION paxos_request_standing_prepare(
+	current_proposer_id text,
+	current_group_id text,
+	current_round_num bigint,
+	current_proposal_num bigint,
+	learned_round_num bigint DEFAULT NULL,
+	learned_proposal_num bigint DEFAULT NULL)
+RETURNS standing_response
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_request_standing_prepare';
 
 /* prepare_next_round: also run phase 1b of the next round for this ballot. */
 CREATE FUNCTION paxos_request_accept(

@@ -8,19 +8,37 @@
  * proposer sends it in autocommit mode), so a promise or an acceptance is
  * durable when the proposer receives the answer.  The decisions themselves
  * are the core's; this file parses arguments and builds answers.
+ *
+ * A group's standing promise (a leader's ballot for every round from some
+ * round on, kept in its pgp_metadata."group" row) binds every round it
+ * covers: prepare and accept raise the round's promise to it before they
+ * decide.  They hold a share lock on the group's promises from before they
+ * read it until they commit, and granting one takes that lock exclusively,
+ * so a grant that reports "nothing accepted above round r" cannot miss an
+ * acceptance in flight under a lower ballot.
  */
 #include "pg_paxos.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
 /* Columns of accept_response: phase 2b, then phase 1b of the next round. */
 #define ACCEPT_RESPONSE_COLUMNS 18
+/* Columns of standing_response: prepare_response, then "granted". */
+#define STANDING_RESPONSE_COLUMNS 11
+
+/* The fourth field of the advisory lock tag of a group's promises. */
+#define PROMISES_LOCK_KIND 3
 
 PG_FUNCTION_INFO_V1(paxos_request_prepare);
+PG_FUNCTION_INFO_V1(paxos_request_standing_prepare);
 PG_FUNCTION_INFO_V1(paxos_request_accept);
 PG_FUNCTION_INFO_V1(paxos_confirm_consensus);
 PG_FUNCTION_INFO_V1(paxos_max_accepted_round);
@@ -28,12 +46,16 @@ PG_FUNCTION_INFO_V1(paxos_decided_rounds);
 
 typedef struct PrepareArgs
 {
+	const GroupInfo *group;		/* its standing promise binds the round */
+	int64		round;
 	px_ballot	ballot;
 	px_promise	reply;
 } PrepareArgs;
 
 typedef struct AcceptArgs
 {
+	const GroupInfo *group;
+	int64		round;
 	px_ballot	ballot;
 	px_value	value;
 	px_accepted reply;
@@ -49,6 +71,8 @@ static void PromiseToDatums(const px_promise *reply, int64 max_round,
 static void LearnPiggybacked(FunctionCallInfo fcinfo, int argno,
 							 const GroupInfo *group, const px_ballot *ballot);
 static bool LearnOwnStep(px_acceptor_state *st, void *arg);
+static void LockGroupPromises(const char *group_id, LOCKMODE mode);
+static void SaveStanding(const GroupInfo *group, const px_standing *standing);
 
 /* Whether LearnPiggybacked just learned its round (the applier is woken). */
 static bool own_learned = false;
@@ -76,21 +100,58 @@ BallotFromArgs(FunctionCallInfo fcinfo, px_ballot *ballot, char **group_id,
 						PX_PROPOSER_ID_MAX - 1)));
 }
 
-/* PrepareStep is phase 1b on the stored state. */
+/*
+ * LockGroupPromises takes the lock on a group's promises (see the header
+ * comment) until the end of the transaction: an advisory lock tag of its
+ * own kind, so that no user's advisory lock meets it.
+ */
+static void
+LockGroupPromises(const char *group_id, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+	uint32		hash = hash_bytes((const unsigned char *) group_id, strlen(group_id));
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, hash, 0, PROMISES_LOCK_KIND);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+/* SaveStanding makes a group's new standing promise durable (at commit). */
+static void
+SaveStanding(const GroupInfo *group, const px_standing *standing)
+{
+	Datum		values[4];
+	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
+
+	values[0] = Int64GetDatum(standing->from_round);
+	values[1] = Int64GetDatum(standing->ballot.number);
+	values[2] = CStringGetTextDatum(standing->ballot.proposer);
+	values[3] = CStringGetTextDatum(group->group_id);
+	if (SPI_execute_with_args("UPDATE pgp_metadata.\"group\" SET standing_from = $1,"
+							  " standing_proposal_num = $2, standing_proposer_id = $3"
+							  " WHERE group_id = $4",
+							  4, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_processed != 1)
+		elog(ERROR, "pg_paxos: could not record the standing promise of group \"%s\"",
+			 group->group_id);
+}
+
+/* PrepareStep is phase 1b on the stored state, under the standing promise. */
 static bool
 PrepareStep(px_acceptor_state *st, void *arg)
 {
 	PrepareArgs *pa = (PrepareArgs *) arg;
 
+	px_standing_apply(&pa->group->standing, pa->round, st);
 	return px_acceptor_prepare(st, &pa->ballot, &pa->reply);
 }
 
-/* AcceptStep is phase 2b on the stored state. */
+/* AcceptStep is phase 2b on the stored state, under the standing promise. */
 static bool
 AcceptStep(px_acceptor_state *st, void *arg)
 {
 	AcceptArgs *aa = (AcceptArgs *) arg;
 
+	px_standing_apply(&aa->group->standing, aa->round, st);
 	return px_acceptor_accept(st, &aa->ballot, aa->value, &aa->reply);
 }
 
@@ -192,13 +253,69 @@ paxos_request_prepare(PG_FUNCTION_ARGS)
 		elog(ERROR, "pg_paxos: return type must be a row type");
 
 	SPI_connect();
+	LockGroupPromises(group_id, ShareLock);
 	GroupLoadOrError(group_id, &group);
 	LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
+	pa.group = &group;
+	pa.round = round;
 	RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
 	max_round = RoundStoreMaxRound(group_id, true);
 
 	MemoryContextSwitchTo(outer);
 	PromiseToDatums(&pa.reply, max_round, group.config_round, values, nulls);
+	tuple = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
+	SPI_finish();
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+/*
+ * paxos_request_standing_prepare is paxos_request_prepare that, when it
+ * promises, also promises the ballot for every later round: the group's
+ * standing promise (granted only to a ballot above the one it holds).
+ * max_round_num, read under the exclusive lock, tells the proposer whether
+ * anything was accepted above this round.
+ */
+Datum
+paxos_request_standing_prepare(PG_FUNCTION_ARGS)
+{
+	PrepareArgs pa;
+	char	   *group_id;
+	int64		round;
+	int64		max_round;
+	GroupInfo	group;
+	px_acceptor_state st;
+	px_standing standing;
+	bool		granted = false;
+	TupleDesc	desc;
+	Datum		values[STANDING_RESPONSE_COLUMNS];
+	bool		nulls[STANDING_RESPONSE_COLUMNS];
+	MemoryContext outer = CurrentMemoryContext;
+	HeapTuple	tuple;
+
+	BallotFromArgs(fcinfo, &pa.ballot, &group_id, &round);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pg_paxos: return type must be a row type");
+
+	SPI_connect();
+	LockGroupPromises(group_id, ExclusiveLock);
+	GroupLoadOrError(group_id, &group);
+	LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
+	pa.group = &group;
+	pa.round = round;
+	RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
+	standing = group.standing;
+	if (pa.reply.promised && px_standing_grant(&standing, round, &pa.ballot))
+	{
+		SaveStanding(&group, &standing);
+		granted = true;
+	}
+	max_round = RoundStoreMaxRound(group_id, true);
+
+	MemoryContextSwitchTo(outer);
+	PromiseToDatums(&pa.reply, max_round, group.config_round, values, nulls);
+	values[10] = BoolGetDatum(granted);
+	nulls[10] = false;
 	tuple = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
 	SPI_finish();
 
@@ -236,14 +353,19 @@ paxos_request_accept(PG_FUNCTION_ARGS)
 		elog(ERROR, "pg_paxos: return type must be a row type");
 
 	SPI_connect();
+	LockGroupPromises(group_id, ShareLock);
 	GroupLoadOrError(group_id, &group);
 	LearnPiggybacked(fcinfo, 6, &group, &aa.ballot);
+	aa.group = &group;
+	aa.round = round;
 	RoundStoreStep(group_id, round, AcceptStep, &aa, &st);
 	prepare_next = prepare_next && aa.reply.accepted && round < PG_INT64_MAX;
 	if (prepare_next)
 	{
 		/* max_round is left out: it only matters to a proposer that lost */
 		pa.ballot = aa.ballot;
+		pa.group = &group;
+		pa.round = round + 1;
 		RoundStoreStep(group_id, round + 1, PrepareStep, &pa, &st);
 	}
 

@@ -85,6 +85,7 @@ GroupLoad(const char *group_id, GroupInfo *group)
 
 		found = true;
 		memset(group, 0, sizeof(*group));
+		px_standing_init(&group->standing);
 		for (i = 0; i < desc->natts; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -107,6 +108,16 @@ GroupLoad(const char *group_id, GroupInfo *group)
 				group->config_round = DatumGetInt64(d);
 			else if (strcmp(name, "compacted_below") == 0)
 				group->compacted_below = DatumGetInt64(d);
+			else if (strcmp(name, "standing_from") == 0)
+			{
+				group->standing.valid = true;
+				group->standing.from_round = DatumGetInt64(d);
+			}
+			else if (strcmp(name, "standing_proposal_num") == 0)
+				group->standing.ballot.number = DatumGetInt64(d);
+			else if (strcmp(name, "standing_proposer_id") == 0)
+				strlcpy(group->standing.ballot.proposer, TextDatumGetCString(d),
+						sizeof(group->standing.ballot.proposer));
 		}
 	}
 	systable_endscan(scan);
