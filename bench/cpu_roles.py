@@ -21,7 +21,9 @@ nodes keep to each other.
 
 count_transactions() says how many transactions have committed so far (the
 bank workload: the sum of the balances), so that CPU time between the two
-samples is divided by the transactions between them.
+samples is divided by the transactions between them; so is the WAL the
+nodes wrote meanwhile (pg_current_wal_insert_lsn(), standbys left out:
+they replay their primary's).
 """
 
 import os
@@ -142,15 +144,31 @@ class CpuSampler:
             return 'pg_paxos RPC backends'
         return 'other backends'
 
+    def _wal_bytes(self):
+        """WAL written so far by the nodes that write WAL (standbys replay
+        their primary's): exact, unlike pg_stat_wal, which backends report
+        about once a second."""
+        total = 0
+        for node in self.nodes:
+            try:
+                total += int(node.scalar(
+                    "SELECT CASE WHEN pg_is_in_recovery() THEN 0 ELSE "
+                    "pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0') END"))
+            except Exception:               # a node that went away
+                pass
+        return total
+
     def start(self, pgbench_pids):
         self.app_names = self._app_names()
         self.pgbench_pids = set(pgbench_pids)
         self.first = self._sample(self.pgbench_pids)
         self.count0 = self.count()
+        self.wal0 = self._wal_bytes()
 
     def stop(self):
         self.last = self._sample(self.pgbench_pids)
         self.count1 = self.count()
+        self.wal1 = self._wal_bytes()
 
     def report(self):
         """Lines: CPU busy, and CPU microseconds per transaction by role."""
@@ -177,6 +195,8 @@ class CpuSampler:
                      '(voluntary context switches) per txn: %.1f'
                      % (total * per, (busy1 - busy0) * per, transactions,
                         sum(sleeps.values()) / transactions))
+        lines.append('  WAL per txn      %.0f bytes, all nodes'
+                     % ((self.wal1 - self.wal0) / transactions))
         for role, used in sorted(by_role.items(), key=lambda kv: -kv[1]):
             if used > 0:
                 lines.append('    %-28s %7.0f us  %5.1f sleeps'

@@ -118,8 +118,14 @@ typedef struct GroupInfo
 	int64		last_applied_round;
 	int64		config_round;
 	int64		compacted_below;	/* the log here starts at this round */
-	px_standing standing;		/* this acceptor's standing promise */
 } GroupInfo;
+
+/* standing_promise.c */
+extern void PaxosLockPromises(const char *group_id);
+extern void PaxosLoadStanding(const char *group_id, px_standing *standing);
+extern bool PaxosStandingPrepare(const char *group_id, int64 round,
+								 const px_ballot *ballot, GroupInfo *group,
+								 px_promise *reply);
 
 extern bool GroupLoad(const char *group_id, GroupInfo *group);
 extern void GroupLoadOrError(const char *group_id, GroupInfo *group);

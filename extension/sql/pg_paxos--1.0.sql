@@ -27,11 +27,19 @@ CREATE TABLE pgp_metadata."group" (
 	own_connection_string text NOT NULL,
 	config_round bigint NOT NULL DEFAULT 0,
 	compacted_below bigint NOT NULL DEFAULT 0,
-	-- this acceptor's standing promise: no ballot below (standing_proposal_num,
-	-- standing_proposer_id) is accepted in any round from standing_from on
-	standing_from bigint,
-	standing_proposal_num bigint,
-	standing_proposer_id text,
+	PRIMARY KEY (group_id)
+);
+
+/*
+ * This acceptor's standing promise in a group, if any: no ballot below
+ * (proposal_num, proposer_id) is accepted in any round from from_round on
+ * (see paxos_request_standing_prepare).
+ */
+CREATE TABLE pgp_metadata.standing_promise (
+	group_id text NOT NULL,
+	from_round bigint NOT NULL,
+	proposal_num bigint NOT NULL,
+	proposer_id text NOT NULL,
 	PRIMARY KEY (group_id)
 );
 
@@ -173,7 +181,9 @@ CREATE TYPE prepare_response AS (
 	accepted_proposer_id text,
 	consensus boolean,
 	max_round_num bigint,
-	config_round bigint
+	config_round bigint,
+	standing boolean		-- a standing promise was granted (only by
+							-- paxos_request_standing_prepare)
 );
 
 /*
@@ -229,33 +239,17 @@ LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_request_prepare';
 
 /*
- * Phase 1b for this round and, granted, for every round after it too: a
- * leader's standing promise (standing = true in the answer).  The proposer
- * may skip phase 1 above current_round_num only where a majority granted
- * and reported nothing accepted above it (max_round_num).
+ * Phase 1b for this round and every round after it: a leader's standing
+ * promise (standing = true in the answer).  The proposer may skip phase 1
+ * above current_round_num only where a majority granted it and reported
+ * nothing accepted above it (max_round_num).
  */
-CREATE TYPE standing_response AS (
-	promised boolean,
-	proposer_id text,
-	min_proposal_num bigint,
-	value_id text,
-	value text,
-	accepted_proposal_num bigint,
-	accepted_proposer_id text,
-	consensus boolean,
-	max_round_num bigint,
-	config_round bigint,
-	standing boolean
-);
-
 CREATE FUNCTION paxos_request_standing_prepare(
 	current_proposer_id text,
 	current_group_id text,
 	current_round_num bigint,
-	current_proposal_num bigint,
-	learned_round_num bigint DEFAULT NULL,
-	learned_proposal_num bigint DEFAULT NULL)
-RETURNS standing_response
+	current_proposal_num bigint)
+RETURNS prepare_response
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_request_standing_prepare';
 

@@ -10,32 +10,22 @@
  * are the core's; this file parses arguments and builds answers.
  *
  * A group's standing promise (a leader's ballot for every round from some
- * round on, kept in its pgp_metadata."group" row) binds every round it
- * covers: prepare and accept raise the round's promise to it before they
- * decide.  They hold a share lock on the group's promises from before they
- * read it until they commit, and granting one takes that lock exclusively,
- * so a grant that reports "nothing accepted above round r" cannot miss an
- * acceptance in flight under a lower ballot.
+ * round on, standing_promise.c) binds every round it covers: prepare and
+ * accept raise the round's promise to it before they decide, under the
+ * share lock on the group's promises that a grant takes exclusively.
  */
 #include "pg_paxos.h"
 
 #include "access/htup_details.h"
-#include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "funcapi.h"
-#include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
 /* Columns of accept_response: phase 2b, then phase 1b of the next round. */
 #define ACCEPT_RESPONSE_COLUMNS 18
-/* Columns of standing_response: prepare_response, then "granted". */
-#define STANDING_RESPONSE_COLUMNS 11
-
-/* The fourth field of the advisory lock tag of a group's promises. */
-#define PROMISES_LOCK_KIND 3
+/* Columns of prepare_response: phase 1b, then "standing promise granted". */
+#define PREPARE_RESPONSE_COLUMNS 11
 
 PG_FUNCTION_INFO_V1(paxos_request_prepare);
 PG_FUNCTION_INFO_V1(paxos_request_standing_prepare);
@@ -46,7 +36,7 @@ PG_FUNCTION_INFO_V1(paxos_decided_rounds);
 
 typedef struct PrepareArgs
 {
-	const GroupInfo *group;		/* its standing promise binds the round */
+	px_standing standing;		/* binds the round */
 	int64		round;
 	px_ballot	ballot;
 	px_promise	reply;
@@ -54,7 +44,7 @@ typedef struct PrepareArgs
 
 typedef struct AcceptArgs
 {
-	const GroupInfo *group;
+	px_standing standing;
 	int64		round;
 	px_ballot	ballot;
 	px_value	value;
@@ -71,8 +61,6 @@ static void PromiseToDatums(const px_promise *reply, int64 max_round,
 static void LearnPiggybacked(FunctionCallInfo fcinfo, int argno,
 							 const GroupInfo *group, const px_ballot *ballot);
 static bool LearnOwnStep(px_acceptor_state *st, void *arg);
-static void LockGroupPromises(const char *group_id, LOCKMODE mode);
-static void SaveStanding(const GroupInfo *group, const px_standing *standing);
 
 /* Whether LearnPiggybacked just learned its round (the applier is woken). */
 static bool own_learned = false;
@@ -100,48 +88,13 @@ BallotFromArgs(FunctionCallInfo fcinfo, px_ballot *ballot, char **group_id,
 						PX_PROPOSER_ID_MAX - 1)));
 }
 
-/*
- * LockGroupPromises takes the lock on a group's promises (see the header
- * comment) until the end of the transaction: an advisory lock tag of its
- * own kind, so that no user's advisory lock meets it.
- */
-static void
-LockGroupPromises(const char *group_id, LOCKMODE mode)
-{
-	LOCKTAG		tag;
-	uint32		hash = hash_bytes((const unsigned char *) group_id, strlen(group_id));
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, hash, 0, PROMISES_LOCK_KIND);
-	(void) LockAcquire(&tag, mode, false, false);
-}
-
-/* SaveStanding makes a group's new standing promise durable (at commit). */
-static void
-SaveStanding(const GroupInfo *group, const px_standing *standing)
-{
-	Datum		values[4];
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
-
-	values[0] = Int64GetDatum(standing->from_round);
-	values[1] = Int64GetDatum(standing->ballot.number);
-	values[2] = CStringGetTextDatum(standing->ballot.proposer);
-	values[3] = CStringGetTextDatum(group->group_id);
-	if (SPI_execute_with_args("UPDATE pgp_metadata.\"group\" SET standing_from = $1,"
-							  " standing_proposal_num = $2, standing_proposer_id = $3"
-							  " WHERE group_id = $4",
-							  4, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
-		SPI_processed != 1)
-		elog(ERROR, "pg_paxos: could not record the standing promise of group \"%s\"",
-			 group->group_id);
-}
-
 /* PrepareStep is phase 1b on the stored state, under the standing promise. */
 static bool
 PrepareStep(px_acceptor_state *st, void *arg)
 {
 	PrepareArgs *pa = (PrepareArgs *) arg;
 
-	px_standing_apply(&pa->group->standing, pa->round, st);
+	px_standing_apply(&pa->standing, pa->round, st);
 	return px_acceptor_prepare(st, &pa->ballot, &pa->reply);
 }
 
@@ -151,7 +104,7 @@ AcceptStep(px_acceptor_state *st, void *arg)
 {
 	AcceptArgs *aa = (AcceptArgs *) arg;
 
-	px_standing_apply(&aa->group->standing, aa->round, st);
+	px_standing_apply(&aa->standing, aa->round, st);
 	return px_acceptor_accept(st, &aa->ballot, aa->value, &aa->reply);
 }
 
@@ -228,13 +181,19 @@ LearnOwnStep(px_acceptor_state *st, void *arg)
 }
 
 /*
- * paxos_request_prepare (phase 1b): promise not to accept lower ballots for
- * this round, and report what was accepted, whether the round is decided,
- * the highest round this node knows and its membership version, so that the
- * proposer can skip ahead and notice a newer membership.
+ * Prepare is phase 1b (paxos_request_prepare): promise not to accept lower
+ * ballots for this round, and report what was accepted, whether the round
+ * is decided, the highest round this node knows and its membership
+ * version, so that the proposer can skip ahead and notice a newer
+ * membership.  With standing (paxos_request_standing_prepare), it promises
+ * the ballot for this round and every later one, or nothing: the group's
+ * standing promise (standing_promise.c), whose max_round_num, read under
+ * the exclusive lock, tells the proposer whether anything was accepted
+ * above this round.  That call takes no piggybacked learn: it waits for
+ * no round's row.
  */
-Datum
-paxos_request_prepare(PG_FUNCTION_ARGS)
+static Datum
+Prepare(FunctionCallInfo fcinfo, bool standing)
 {
 	PrepareArgs pa;
 	char	   *group_id;
@@ -242,54 +201,10 @@ paxos_request_prepare(PG_FUNCTION_ARGS)
 	int64		max_round;
 	GroupInfo	group;
 	px_acceptor_state st;
-	TupleDesc	desc;
-	Datum		values[10];
-	bool		nulls[10];
-	MemoryContext outer = CurrentMemoryContext;
-	HeapTuple	tuple;
-
-	BallotFromArgs(fcinfo, &pa.ballot, &group_id, &round);
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "pg_paxos: return type must be a row type");
-
-	SPI_connect();
-	LockGroupPromises(group_id, ShareLock);
-	GroupLoadOrError(group_id, &group);
-	LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
-	pa.group = &group;
-	pa.round = round;
-	RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
-	max_round = RoundStoreMaxRound(group_id, true);
-
-	MemoryContextSwitchTo(outer);
-	PromiseToDatums(&pa.reply, max_round, group.config_round, values, nulls);
-	tuple = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
-	SPI_finish();
-
-	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
-}
-
-/*
- * paxos_request_standing_prepare is paxos_request_prepare that, when it
- * promises, also promises the ballot for every later round: the group's
- * standing promise (granted only to a ballot above the one it holds).
- * max_round_num, read under the exclusive lock, tells the proposer whether
- * anything was accepted above this round.
- */
-Datum
-paxos_request_standing_prepare(PG_FUNCTION_ARGS)
-{
-	PrepareArgs pa;
-	char	   *group_id;
-	int64		round;
-	int64		max_round;
-	GroupInfo	group;
-	px_acceptor_state st;
-	px_standing standing;
 	bool		granted = false;
 	TupleDesc	desc;
-	Datum		values[STANDING_RESPONSE_COLUMNS];
-	bool		nulls[STANDING_RESPONSE_COLUMNS];
+	Datum		values[PREPARE_RESPONSE_COLUMNS];
+	bool		nulls[PREPARE_RESPONSE_COLUMNS];
 	MemoryContext outer = CurrentMemoryContext;
 	HeapTuple	tuple;
 
@@ -298,17 +213,16 @@ paxos_request_standing_prepare(PG_FUNCTION_ARGS)
 		elog(ERROR, "pg_paxos: return type must be a row type");
 
 	SPI_connect();
-	LockGroupPromises(group_id, ExclusiveLock);
-	GroupLoadOrError(group_id, &group);
-	LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
-	pa.group = &group;
-	pa.round = round;
-	RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
-	standing = group.standing;
-	if (pa.reply.promised && px_standing_grant(&standing, round, &pa.ballot))
+	if (standing)
+		granted = PaxosStandingPrepare(group_id, round, &pa.ballot, &group, &pa.reply);
+	else
 	{
-		SaveStanding(&group, &standing);
-		granted = true;
+		PaxosLockPromises(group_id);
+		GroupLoadOrError(group_id, &group);
+		PaxosLoadStanding(group_id, &pa.standing);
+		LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
+		pa.round = round;
+		RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
 	}
 	max_round = RoundStoreMaxRound(group_id, true);
 
@@ -320,6 +234,20 @@ paxos_request_standing_prepare(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+/* paxos_request_prepare (phase 1b): see Prepare. */
+Datum
+paxos_request_prepare(PG_FUNCTION_ARGS)
+{
+	return Prepare(fcinfo, false);
+}
+
+/* paxos_request_standing_prepare: phase 1b and a standing promise; see Prepare. */
+Datum
+paxos_request_standing_prepare(PG_FUNCTION_ARGS)
+{
+	return Prepare(fcinfo, true);
 }
 
 /*
@@ -353,10 +281,10 @@ paxos_request_accept(PG_FUNCTION_ARGS)
 		elog(ERROR, "pg_paxos: return type must be a row type");
 
 	SPI_connect();
-	LockGroupPromises(group_id, ShareLock);
+	PaxosLockPromises(group_id);
 	GroupLoadOrError(group_id, &group);
+	PaxosLoadStanding(group_id, &aa.standing);
 	LearnPiggybacked(fcinfo, 6, &group, &aa.ballot);
-	aa.group = &group;
 	aa.round = round;
 	RoundStoreStep(group_id, round, AcceptStep, &aa, &st);
 	prepare_next = prepare_next && aa.reply.accepted && round < PG_INT64_MAX;
@@ -364,7 +292,7 @@ paxos_request_accept(PG_FUNCTION_ARGS)
 	{
 		/* max_round is left out: it only matters to a proposer that lost */
 		pa.ballot = aa.ballot;
-		pa.group = &group;
+		pa.standing = aa.standing;
 		pa.round = round + 1;
 		RoundStoreStep(group_id, round + 1, PrepareStep, &pa, &st);
 	}

@@ -85,7 +85,6 @@ GroupLoad(const char *group_id, GroupInfo *group)
 
 		found = true;
 		memset(group, 0, sizeof(*group));
-		px_standing_init(&group->standing);
 		for (i = 0; i < desc->natts; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -108,16 +107,6 @@ GroupLoad(const char *group_id, GroupInfo *group)
 				group->config_round = DatumGetInt64(d);
 			else if (strcmp(name, "compacted_below") == 0)
 				group->compacted_below = DatumGetInt64(d);
-			else if (strcmp(name, "standing_from") == 0)
-			{
-				group->standing.valid = true;
-				group->standing.from_round = DatumGetInt64(d);
-			}
-			else if (strcmp(name, "standing_proposal_num") == 0)
-				group->standing.ballot.number = DatumGetInt64(d);
-			else if (strcmp(name, "standing_proposer_id") == 0)
-				strlcpy(group->standing.ballot.proposer, TextDatumGetCString(d),
-						sizeof(group->standing.ballot.proposer));
 		}
 	}
 	systable_endscan(scan);
@@ -650,6 +639,8 @@ DeleteGroupLocally(const char *group_id)
 	ExecOrError("DELETE FROM pgp_metadata.replicated_tables WHERE group_id = $1",
 				1, types, values, NULL, SPI_OK_DELETE);
 	ExecOrError("DELETE FROM pgp_metadata.round WHERE group_id = $1",
+				1, types, values, NULL, SPI_OK_DELETE);
+	ExecOrError("DELETE FROM pgp_metadata.standing_promise WHERE group_id = $1",
 				1, types, values, NULL, SPI_OK_DELETE);
 	ExecOrError("DELETE FROM pgp_metadata.ddl_history WHERE group_id = $1",
 				1, types, values, NULL, SPI_OK_DELETE);

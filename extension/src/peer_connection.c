@@ -294,7 +294,7 @@ PeerStatementSql(RpcKind kind)
 								" value, accepted_proposal_num, accepted_proposer_id,"
 								" consensus, max_round_num, config_round, standing"
 								" FROM %s.paxos_request_standing_prepare($1, $2, $3::bigint,"
-								" $4::bigint, $5::bigint, $6::bigint)", s);
+								" $4::bigint)", s);
 				break;
 			case RPC_KIND_COUNT:
 				elog(ERROR, "pg_paxos: bad RPC kind");

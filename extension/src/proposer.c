@@ -212,7 +212,7 @@ FeedPromise(RoundCollector *rc, px_proposer *p, int host, PGresult *res, int fir
 }
 
 /*
- * StandingGranted: did this standing_response grant our ballot for every
+ * StandingGranted: did this prepare_response grant our ballot for every
  * round after this one, with nothing accepted above it there?
  */
 static bool
@@ -656,10 +656,15 @@ restart:
 		}
 	}
 
-	/* a round chosen by the previous call is made known with this one */
+	/*
+	 * A round chosen by the previous call is made known with this one; a
+	 * standing promise's phase 1 carries none (it waits for no row): the
+	 * peers are told just before it.
+	 */
 	params[4] = params[5] = NULL;
-	if (carry.has_learn && strcmp(carry.learn_group, group_id) != 0)
-		PaxosFlushCarriedLearn();	/* another group's: tell its peers */
+	if (carry.has_learn && (strcmp(carry.learn_group, group_id) != 0 ||
+							(ask_standing && !covered)))
+		PaxosFlushCarriedLearn();
 	if (carry.has_learn && strcmp(carry.learn_group, group_id) == 0)
 	{
 		snprintf(learned_round_str, sizeof(learned_round_str), INT64_FORMAT, carry.learn_round);
@@ -700,8 +705,8 @@ restart:
 			/* phase 1a: prepare */
 			rc.status = PX_WAIT;
 			rc.grants = 0;
-			FanoutCall(peers, npeers, ask_standing ? RPC_STANDING : RPC_PREPARE, params, 6,
-					   PaxosRpcTimeoutMs, OnPromise, &rc, &stats);
+			FanoutCall(peers, npeers, ask_standing ? RPC_STANDING : RPC_PREPARE, params,
+					   ask_standing ? 4 : 6, PaxosRpcTimeoutMs, OnPromise, &rc, &stats);
 			covered = ask_standing && rc.grants >= p.quorum;
 			params[4] = params[5] = NULL;	/* learned: sent once */
 			outcome->max_round = Max(outcome->max_round, p.max_round);

@@ -169,8 +169,7 @@ def test_frozen_leader(cluster_factory):
 
 def peer_counts(cluster):
     """How many peers each node's leader worker heartbeats in the group: a
-    long-lived process, which sees a membership change only if its cache
-    of the members was dropped (host_cache.c)."""
+    long-lived process, which must see every membership change."""
     return [n.scalar('SELECT count(*) FROM paxos_peer_status() '
                      'WHERE group_id = %s', (bank.GROUP,)) for n in cluster]
 
