@@ -125,7 +125,7 @@ extern void PaxosLockPromises(const char *group_id);
 extern void PaxosLoadStanding(const char *group_id, px_standing *standing);
 extern bool PaxosStandingPrepare(const char *group_id, int64 round,
 								 const px_ballot *ballot, GroupInfo *group,
-								 px_promise *reply);
+								 px_promise *reply, bool *busy);
 
 extern bool GroupLoad(const char *group_id, GroupInfo *group);
 extern void GroupLoadOrError(const char *group_id, GroupInfo *group);

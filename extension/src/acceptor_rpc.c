@@ -189,8 +189,8 @@ LearnOwnStep(px_acceptor_state *st, void *arg)
  * the ballot for this round and every later one, or nothing: the group's
  * standing promise (standing_promise.c), whose max_round_num, read under
  * the exclusive lock, tells the proposer whether anything was accepted
- * above this round.  That call takes no piggybacked learn: it waits for
- * no round's row.
+ * above this round; if the group's acceptor is busy, an ordinary phase 1b
+ * (standing = false).  That call takes no piggybacked learn.
  */
 static Datum
 Prepare(FunctionCallInfo fcinfo, bool standing)
@@ -202,6 +202,7 @@ Prepare(FunctionCallInfo fcinfo, bool standing)
 	GroupInfo	group;
 	px_acceptor_state st;
 	bool		granted = false;
+	bool		busy = false;
 	TupleDesc	desc;
 	Datum		values[PREPARE_RESPONSE_COLUMNS];
 	bool		nulls[PREPARE_RESPONSE_COLUMNS];
@@ -214,13 +215,15 @@ Prepare(FunctionCallInfo fcinfo, bool standing)
 
 	SPI_connect();
 	if (standing)
-		granted = PaxosStandingPrepare(group_id, round, &pa.ballot, &group, &pa.reply);
-	else
+		granted = PaxosStandingPrepare(group_id, round, &pa.ballot, &group, &pa.reply, &busy);
+	if (!standing || busy)
 	{
+		/* an ordinary phase 1b: no standing promise asked, or none now */
 		PaxosLockPromises(group_id);
 		GroupLoadOrError(group_id, &group);
 		PaxosLoadStanding(group_id, &pa.standing);
-		LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
+		if (!standing)			/* the standing call has no such arguments */
+			LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
 		pa.round = round;
 		RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
 	}

@@ -49,6 +49,12 @@
 /* First ballot numbers are drawn from [0, FIRST_BALLOT_RANGE). */
 #define FIRST_BALLOT_RANGE 1024
 
+/*
+ * A batcher whose standing promise was not granted (an acceptor was busy)
+ * appends round by round, and asks again this many rounds later.
+ */
+#define STANDING_RETRY_ROUNDS 64
+
 /* Columns of prepare_response and of the next-round part of accept_response. */
 #define PROMISE_COLUMNS 10
 #define ACCEPT_COLUMNS 8
@@ -98,7 +104,8 @@ typedef struct ProposerCarry
 
 	/* a standing promise a majority granted this process's ballot */
 	bool		has_standing;
-	char		standing_group[PAXOS_GROUP_ID_MAX];
+	char		standing_group[PAXOS_GROUP_ID_MAX];	/* also of standing_retry */
+	int64		standing_retry;	/* not granted: ask again from this round */
 	int64		standing_number;
 	int64		standing_next;	/* nothing was sent under it from here on */
 	int64		standing_config;
@@ -630,6 +637,10 @@ restart:
 		strcmp(carry.next_group, group_id) == 0 &&
 		px_proposer_status(&carry.next) == PX_PROMISED &&
 		!carry.next.adopted;
+	/* a standing promise not granted last time: ask again now and then */
+	if (skip_phase1 && ask_standing && !carry.has_standing &&
+		strcmp(carry.standing_group, group_id) == 0 && round >= carry.standing_retry)
+		skip_phase1 = false;
 	if (skip_phase1)
 	{
 		p = carry.next;
@@ -708,6 +719,11 @@ restart:
 			FanoutCall(peers, npeers, ask_standing ? RPC_STANDING : RPC_PREPARE, params,
 					   ask_standing ? 4 : 6, PaxosRpcTimeoutMs, OnPromise, &rc, &stats);
 			covered = ask_standing && rc.grants >= p.quorum;
+			if (ask_standing && !covered)
+			{
+				strlcpy(carry.standing_group, group_id, sizeof(carry.standing_group));
+				carry.standing_retry = round + STANDING_RETRY_ROUNDS;
+			}
 			params[4] = params[5] = NULL;	/* learned: sent once */
 			outcome->max_round = Max(outcome->max_round, p.max_round);
 			if (rc.newer_config >= 0)

@@ -14,6 +14,11 @@
  * while it holds it (it reads the round, and writes only its own table),
  * and takes it only when it is free instead of queueing for it: acceptor
  * steps, which may wait for a round's row, never queue behind a grant.
+ * An acceptor step can hold its share for long: its transaction ends only
+ * once its answer is read, and a proposer that heard from a majority
+ * reads a large late answer only with its next call.  So a grant that
+ * does not get the lock soon gives way: the call is then an ordinary
+ * phase 1b (acceptor_rpc.c), and the proposer asks again later.
  */
 #include "pg_paxos.h"
 
@@ -27,11 +32,12 @@
 
 /* The fourth field of the advisory lock tag of a group's promises. */
 #define PROMISES_LOCK_KIND 3
-/* How long a grant sleeps between tries for the lock. */
+/* How long a grant tries for the lock, and sleeps between tries. */
+#define GRANT_WAIT_MS 20
 #define GRANT_RETRY_US 200
 
 static void PromisesTag(const char *group_id, LOCKTAG *tag);
-static void LockPromisesWhenFree(const char *group_id);
+static bool LockPromisesWhenFree(const char *group_id);
 static void SaveStanding(const char *group_id, const px_standing *standing);
 
 /*
@@ -56,26 +62,26 @@ PaxosLockPromises(const char *group_id)
 	(void) LockAcquire(&tag, ShareLock, false, false);
 }
 
-/* LockPromisesWhenFree: the exclusive lock of a grant, never queued for. */
-static void
+/*
+ * LockPromisesWhenFree: the exclusive lock of a grant, never queued for;
+ * false if it did not come free within GRANT_WAIT_MS.
+ */
+static bool
 LockPromisesWhenFree(const char *group_id)
 {
 	LOCKTAG		tag;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   PaxosRpcTimeoutMs);
+													   GRANT_WAIT_MS);
 
 	PromisesTag(group_id, &tag);
 	while (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
 	{
 		if (GetCurrentTimestamp() > deadline)
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("the acceptor of paxos group \"%s\" stayed busy for %d ms",
-							group_id, PaxosRpcTimeoutMs),
-					 errhint("The proposer asks again with another ballot.")));
+			return false;
 		pg_usleep(GRANT_RETRY_US);
 		CHECK_FOR_INTERRUPTS();
 	}
+	return true;
 }
 
 /* PaxosLoadStanding reads this acceptor's standing promise in a group. */
@@ -134,16 +140,18 @@ SaveStanding(const char *group_id, const px_standing *standing)
  * the standing one, for the proposer to go above.  Fills group and reply;
  * returns whether the standing promise was granted.  The exclusive lock
  * is held until commit: the caller reads the highest accepted round under
- * it.
+ * it.  Returns false at once, filling nothing, if the lock is busy.
  */
 bool
 PaxosStandingPrepare(const char *group_id, int64 round, const px_ballot *ballot,
-					 GroupInfo *group, px_promise *reply)
+					 GroupInfo *group, px_promise *reply, bool *busy)
 {
 	px_standing standing;
 	px_acceptor_state st;
 
-	LockPromisesWhenFree(group_id);
+	*busy = !LockPromisesWhenFree(group_id);
+	if (*busy)
+		return false;
 	GroupLoadOrError(group_id, group);
 	PaxosLoadStanding(group_id, &standing);
 	(void) RoundStoreLoad(group_id, round, false, &st);
