@@ -23,6 +23,10 @@ prints our/reference ratios.
 
     /usr/bin/python3 bench/append_bench.py [--duration 10] [--nodes 3]
                                            [--reference-sql PATH]
+                                           [--setting NAME=VALUE ...]
+
+--setting runs our cluster with other server settings (say fsync=off, to
+see what the WAL flushes cost).
 
 The cluster is stopped and removed when the script ends, however it ends.
 """
@@ -150,6 +154,9 @@ def main():
                         help='seconds per scenario (default 10)')
     parser.add_argument('--nodes', type=int, default=3,
                         help='cluster size (default 3)')
+    parser.add_argument('--setting', metavar='NAME=VALUE', action='append',
+                        default=[], help='a server setting of every node of '
+                        'our cluster (repeatable)')
     parser.add_argument('--reference-sql', metavar='PATH',
                         help="the original pg_paxos's sql/pg_paxos.sql, to "
                              'run side by side')
@@ -158,8 +165,15 @@ def main():
     # Turn SIGTERM into an exception so that the clusters are cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    print('starting %d nodes ...' % opts.nodes)
-    cluster = pgcluster.Cluster(opts.nodes)
+    settings = {}
+    for item in opts.setting:
+        name, sep, value = item.partition('=')
+        if not sep or not name:
+            parser.error('--setting takes NAME=VALUE, not %r' % item)
+        settings[name] = value
+    print('starting %d nodes ...%s' % (opts.nodes, ''.join(
+        ' %s=%s' % kv for kv in settings.items())))
+    cluster = pgcluster.Cluster(opts.nodes, settings=settings)
     try:
         cluster.start()
         cluster.form_group(GROUP)

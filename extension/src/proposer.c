@@ -674,7 +674,7 @@ restart:
 	 */
 	params[4] = params[5] = NULL;
 	if (carry.has_learn && (strcmp(carry.learn_group, group_id) != 0 ||
-							(ask_standing && !covered)))
+							(ask_standing && !skip_phase1)))
 		PaxosFlushCarriedLearn();
 	if (carry.has_learn && strcmp(carry.learn_group, group_id) == 0)
 	{
