@@ -104,9 +104,15 @@ FindReplicatedTables(Node *node, ReadGroups *rg)
  * waiting for us while we wait for it, is applied here, in this
  * transaction (rare), when may_apply_here; the rest by the background
  * applier, which it waits for (apply_progress.c), or, if that does not
- * come in time, by our own acceptor, in its transaction.  A statement that has its target table open (an
- * INSERT, UPDATE or DELETE being analysed) cannot: it goes on from the
- * state before that round, and certification aborts it if that matters.
+ * come in time, by our own acceptor, in its transaction.  A statement that
+ * has its target table open (an INSERT, UPDATE or DELETE being analysed)
+ * cannot apply here; if the others did not get there either, it fails
+ * with 40001 rather than go on from an older state: certification catches
+ * a row it read that changed since, but not a row it did not find
+ * (tests/cluster/test_replication_recovery.py lost an update so: a
+ * transaction's UPDATE found no row that an acknowledged INSERT had
+ * made).  A retry finds the node further on, and holds no lock that the
+ * applier waits for.
  */
 void
 PaxosSyncGroup(const char *group_id, bool may_apply_here)
@@ -125,13 +131,26 @@ PaxosSyncGroup(const char *group_id, bool may_apply_here)
 		/* already there (the usual case on a busy node): nothing to do */
 		if (PaxosAppliedHere(group_id) < target)
 		{
+			int64		applied;
+
 			SPI_connect();
 			GroupLoadOrError(group_id, &group);
 			SPI_finish();
 			if (group.last_applied_round < target &&
 				!PaxosWaitApplied(group_id, target, STRONG_READ_WAIT_MS) &&
-				PaxosApplyThroughSelf(group_id, target, true) < target && may_apply_here)
+				(applied = PaxosApplyThroughSelf(group_id, target, true)) < target)
+			{
+				if (!may_apply_here)
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("this node could not catch up with paxos group \"%s\" before the statement",
+									group_id),
+							 errdetail("It has applied the log up to round " INT64_FORMAT
+									   "; the statement needs round " INT64_FORMAT ".",
+									   applied, target),
+							 errhint("Retry the transaction.")));
 				(void) PaxosApplyUpTo(group_id, target, APPLY_ALL);
+			}
 		}
 	}
 	PG_FINALLY();

@@ -450,6 +450,15 @@ PaxosWorkerMain(Datum arg)
 		}
 		else
 			RunOnce(full, false);
+
+		/*
+		 * Read the answers still in flight: an acceptor's transaction, and
+		 * the round's row lock, end only once its answer is read, and a
+		 * large late one (a 10 MB value in a phase 1b) would otherwise hold
+		 * them until this worker next calls that peer, stalling every
+		 * other learner of the round there.
+		 */
+		FanoutFlushDeferred(PaxosRpcTimeoutMs);
 		pgstat_report_activity(STATE_IDLE, NULL);
 	}
 }
