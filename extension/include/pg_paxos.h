@@ -120,13 +120,6 @@ typedef struct GroupInfo
 	int64		compacted_below;	/* the log here starts at this round */
 } GroupInfo;
 
-/* standing_promise.c */
-extern void PaxosLockPromises(const char *group_id);
-extern void PaxosLoadStanding(const char *group_id, px_standing *standing);
-extern bool PaxosStandingPrepare(const char *group_id, int64 round,
-								 const px_ballot *ballot, GroupInfo *group,
-								 px_promise *reply, bool *busy);
-
 extern bool GroupLoad(const char *group_id, GroupInfo *group);
 extern void GroupLoadOrError(const char *group_id, GroupInfo *group);
 extern List *GroupHostsForRound(const char *group_id, int64 round);
@@ -142,6 +135,14 @@ extern PGresult *PaxosRemoteQuery(PGconn *conn, const char *sql, const char *par
 extern PGconn *PaxosConnectOrError(const char *connstr, const char *message,
 								   const char *hint);
 extern void PaxosCheckNotCompacted(const GroupInfo *group, int64 round);
+
+/* ---- standing_promise.c ----------------------------------------------- */
+
+extern void PaxosLockPromises(const char *group_id);
+extern void PaxosLoadStanding(const char *group_id, px_standing *standing);
+extern bool PaxosStandingPrepare(const char *group_id, int64 round,
+								 const px_ballot *ballot, GroupInfo *group,
+								 px_promise *reply, bool *busy);
 
 /* ---- compaction.c, snapshot.c ----------------------------------------- */
 
