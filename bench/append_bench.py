@@ -155,8 +155,9 @@ def main():
     parser.add_argument('--nodes', type=int, default=3,
                         help='cluster size (default 3)')
     parser.add_argument('--setting', metavar='NAME=VALUE', action='append',
-                        default=[], help='a server setting of every node of '
-                        'our cluster (repeatable)')
+                        default=[], type=pgcluster.setting_arg,
+                        help='a server setting of every node of our cluster '
+                        '(repeatable)')
     parser.add_argument('--reference-sql', metavar='PATH',
                         help="the original pg_paxos's sql/pg_paxos.sql, to "
                              'run side by side')
@@ -165,12 +166,7 @@ def main():
     # Turn SIGTERM into an exception so that the clusters are cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    settings = {}
-    for item in opts.setting:
-        name, sep, value = item.partition('=')
-        if not sep or not name:
-            parser.error('--setting takes NAME=VALUE, not %r' % item)
-        settings[name] = value
+    settings = dict(opts.setting)
     print('starting %d nodes ...%s' % (opts.nodes, ''.join(
         ' %s=%s' % kv for kv in settings.items())))
     cluster = pgcluster.Cluster(opts.nodes, settings=settings)

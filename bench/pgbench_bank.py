@@ -587,17 +587,13 @@ def main():
                         help='also print CPU time per transaction by '
                              'process role (bench/cpu_roles.py)')
     parser.add_argument('--paxos-setting', action='append', default=[],
-                        metavar='NAME=VALUE',
+                        metavar='NAME=VALUE', type=pgcluster.setting_arg,
                         help='a server setting of the pg_paxos nodes (c), '
                              'e.g. pg_paxos.point_writes=optimistic; repeatable')
     opts = parser.parse_args()
     if opts.duration < 1:
         parser.error('--duration must be at least 1')
-    for setting in opts.paxos_setting:
-        name, eq, value = setting.partition('=')
-        if not eq or not name:
-            parser.error('--paxos-setting wants NAME=VALUE, not %r' % setting)
-        PAXOS_SETTINGS[name.strip()] = value.strip()
+    PAXOS_SETTINGS.update(opts.paxos_setting)
 
     # SIGTERM becomes SystemExit, so that every finally clause runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

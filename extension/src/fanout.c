@@ -341,7 +341,12 @@ FanoutFlushDeferred(int timeout_ms)
 	int			i;
 
 	peers = PeerAll(&npeers);
-	if (npeers == 0)
+	/* the usual case, after every pass of the worker: nothing to read or send */
+	for (i = 0; i < npeers; i++)
+		if (peers[i]->state == PEER_BUSY || peers[i]->state == PEER_PREPARING ||
+			peers[i]->deferred != NIL)
+			break;
+	if (i == npeers)
 		return;
 	memset(&fc, 0, sizeof(fc));
 	memset(&stats, 0, sizeof(stats));

@@ -22,6 +22,7 @@ retried on serialization failures) for table replication workloads.
 Used by tests/cluster/conftest.py and bench/append_bench.py.
 """
 
+import argparse
 import atexit
 import os
 import pwd
@@ -491,6 +492,15 @@ class StartedInWith:
 
     def __exit__(self, *exc):
         self.destroy()
+
+
+def setting_arg(text):
+    """argparse type of a NAME=VALUE server setting (the benchmarks'
+    options): returns (name, value)."""
+    name, eq, value = text.partition('=')
+    if not eq or not name.strip():
+        raise argparse.ArgumentTypeError('wants NAME=VALUE, not %r' % text)
+    return name.strip(), value.strip()
 
 
 class Cluster(StartedInWith):
