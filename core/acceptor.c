@@ -153,3 +153,42 @@ px_acceptor_learn(px_acceptor_state *st, const px_ballot *b, px_value v)
 	st->decided = true;
 	return true;
 }
+
+/* px_standing_init: no standing promise. */
+void
+px_standing_init(px_standing *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->valid = false;
+	s->from_round = 0;
+	s->ballot.number = -1;
+}
+
+/*
+ * px_standing_apply: the standing ballot is a promise for every round it
+ * covers, whether or not the round has a state of its own yet.
+ */
+void
+px_standing_apply(const px_standing *s, int64_t round, px_acceptor_state *st)
+{
+	if (!s->valid || round < s->from_round || st->decided)
+		return;
+	if (px_ballot_cmp(&s->ballot, &st->promised) > 0)
+		st->promised = s->ballot;
+}
+
+/*
+ * px_standing_grant: moving from_round up would drop the promise made for
+ * the rounds in between, so it only ever moves down.
+ */
+bool
+px_standing_grant(px_standing *s, int64_t round, const px_ballot *b)
+{
+	if (!ballot_valid(b) || (s->valid && px_ballot_cmp(b, &s->ballot) <= 0))
+		return false;
+	if (!s->valid || round < s->from_round)
+		s->from_round = round;
+	s->ballot = *b;
+	s->valid = true;
+	return true;
+}

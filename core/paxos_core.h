@@ -159,6 +159,43 @@ bool px_acceptor_accept(px_acceptor_state *st, const px_ballot *b, px_value v,
  */
 bool px_acceptor_learn(px_acceptor_state *st, const px_ballot *b, px_value v);
 
+/*
+ * A standing promise: ballot promised for every round from from_round on,
+ * as a leader asks once instead of round by round.  An acceptor keeps one
+ * per group, next to its rounds' states; a round's effective promise is
+ * the higher of its own and the standing one (px_standing_apply).
+ */
+typedef struct px_standing
+{
+	bool valid;
+	int64_t from_round;
+	px_ballot ballot;
+} px_standing;
+
+/* px_standing_init: no standing promise. */
+void px_standing_init(px_standing *s);
+
+/*
+ * px_standing_apply raises the promise of round's state to the standing
+ * ballot where the standing promise covers the round and is higher.  Call
+ * it on a loaded state before px_acceptor_prepare/accept.  A decided round
+ * is left alone.
+ */
+void px_standing_apply(const px_standing *s, int64_t round,
+					   px_acceptor_state *st);
+
+/*
+ * px_standing_grant extends the standing promise to ballot b from round
+ * on, after px_acceptor_prepare promised b for that round (on the state
+ * px_standing_apply raised).  Granted only to a ballot higher than the
+ * standing one (a ballot is promised at most once); the rounds the old
+ * promise covered stay covered, by b.  Returns true when s changed and
+ * must be made durable before the answer is sent.  The proposer may skip
+ * phase 1 in a round above `round` only if a majority granted and none
+ * of them had accepted anything above `round`.
+ */
+bool px_standing_grant(px_standing *s, int64_t round, const px_ballot *b);
+
 /* --- proposer ---------------------------------------------------------- */
 
 /*

@@ -136,6 +136,14 @@ extern PGconn *PaxosConnectOrError(const char *connstr, const char *message,
 								   const char *hint);
 extern void PaxosCheckNotCompacted(const GroupInfo *group, int64 round);
 
+/* ---- standing_promise.c ----------------------------------------------- */
+
+extern void PaxosLockPromises(const char *group_id);
+extern void PaxosLoadStanding(const char *group_id, px_standing *standing);
+extern bool PaxosStandingPrepare(const char *group_id, int64 round,
+								 const px_ballot *ballot, GroupInfo *group,
+								 px_promise *reply, bool *busy);
+
 /* ---- compaction.c, snapshot.c ----------------------------------------- */
 
 extern void PaxosCompactGroup(const char *group_id);
@@ -161,6 +169,7 @@ typedef enum RpcKind
 	RPC_APPLY,
 	RPC_SUBMIT,
 	RPC_HEARTBEAT,
+	RPC_STANDING,
 	RPC_KIND_COUNT
 } RpcKind;
 
@@ -239,6 +248,7 @@ extern void PaxosRunRound(const char *group_id, int64 round,
 						  int priority, PaxosOutcome *outcome);
 extern PeerConnection **PaxosPeersFor(List *connstrs, int *npeers);
 extern bool PaxosLearnInProcess;
+extern bool PaxosAskStanding;
 extern void PaxosFlushCarriedLearn(void);
 extern PeerConnection *PaxosSelfPeer(const char *group_id);
 extern int64 PaxosPreparedRound(const char *group_id);

@@ -31,6 +31,19 @@ CREATE TABLE pgp_metadata."group" (
 );
 
 /*
+ * This acceptor's standing promise in a group, if any: no ballot below
+ * (proposal_num, proposer_id) is accepted in any round from from_round on
+ * (see paxos_request_standing_prepare).
+ */
+CREATE TABLE pgp_metadata.standing_promise (
+	group_id text NOT NULL,
+	from_round bigint NOT NULL,
+	proposal_num bigint NOT NULL,
+	proposer_id text NOT NULL,
+	PRIMARY KEY (group_id)
+);
+
+/*
  * Members of a group: a host takes part in rounds min_round_num up to
  * max_round_num (NULL: no end).  Membership changes are log entries, so every
  * node derives the same table from the log.
@@ -168,7 +181,9 @@ CREATE TYPE prepare_response AS (
 	accepted_proposer_id text,
 	consensus boolean,
 	max_round_num bigint,
-	config_round bigint
+	config_round bigint,
+	standing boolean		-- a standing promise was granted (only by
+							-- paxos_request_standing_prepare)
 );
 
 /*
@@ -222,6 +237,21 @@ CREATE FUNCTION paxos_request_prepare(
 RETURNS prepare_response
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'paxos_request_prepare';
+
+/*
+ * Phase 1b for this round and every round after it: a leader's standing
+ * promise (standing = true in the answer).  The proposer may skip phase 1
+ * above current_round_num only where a majority granted it and reported
+ * nothing accepted above it (max_round_num).
+ */
+CREATE FUNCTION paxos_request_standing_prepare(
+	current_proposer_id text,
+	current_group_id text,
+	current_round_num bigint,
+	current_proposal_num bigint)
+RETURNS prepare_response
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'paxos_request_standing_prepare';
 
 /* prepare_next_round: also run phase 1b of the next round for this ballot. */
 CREATE FUNCTION paxos_request_accept(

@@ -8,6 +8,11 @@
  * proposer sends it in autocommit mode), so a promise or an acceptance is
  * durable when the proposer receives the answer.  The decisions themselves
  * are the core's; this file parses arguments and builds answers.
+ *
+ * A group's standing promise (a leader's ballot for every round from some
+ * round on, standing_promise.c) binds every round it covers: prepare and
+ * accept raise the round's promise to it before they decide, under the
+ * share lock on the group's promises that a grant takes exclusively.
  */
 #include "pg_paxos.h"
 
@@ -19,8 +24,11 @@
 
 /* Columns of accept_response: phase 2b, then phase 1b of the next round. */
 #define ACCEPT_RESPONSE_COLUMNS 18
+/* Columns of prepare_response: phase 1b, then "standing promise granted". */
+#define PREPARE_RESPONSE_COLUMNS 11
 
 PG_FUNCTION_INFO_V1(paxos_request_prepare);
+PG_FUNCTION_INFO_V1(paxos_request_standing_prepare);
 PG_FUNCTION_INFO_V1(paxos_request_accept);
 PG_FUNCTION_INFO_V1(paxos_confirm_consensus);
 PG_FUNCTION_INFO_V1(paxos_max_accepted_round);
@@ -28,12 +36,16 @@ PG_FUNCTION_INFO_V1(paxos_decided_rounds);
 
 typedef struct PrepareArgs
 {
+	px_standing standing;		/* binds the round */
+	int64		round;
 	px_ballot	ballot;
 	px_promise	reply;
 } PrepareArgs;
 
 typedef struct AcceptArgs
 {
+	px_standing standing;
+	int64		round;
 	px_ballot	ballot;
 	px_value	value;
 	px_accepted reply;
@@ -76,21 +88,23 @@ BallotFromArgs(FunctionCallInfo fcinfo, px_ballot *ballot, char **group_id,
 						PX_PROPOSER_ID_MAX - 1)));
 }
 
-/* PrepareStep is phase 1b on the stored state. */
+/* PrepareStep is phase 1b on the stored state, under the standing promise. */
 static bool
 PrepareStep(px_acceptor_state *st, void *arg)
 {
 	PrepareArgs *pa = (PrepareArgs *) arg;
 
+	px_standing_apply(&pa->standing, pa->round, st);
 	return px_acceptor_prepare(st, &pa->ballot, &pa->reply);
 }
 
-/* AcceptStep is phase 2b on the stored state. */
+/* AcceptStep is phase 2b on the stored state, under the standing promise. */
 static bool
 AcceptStep(px_acceptor_state *st, void *arg)
 {
 	AcceptArgs *aa = (AcceptArgs *) arg;
 
+	px_standing_apply(&aa->standing, aa->round, st);
 	return px_acceptor_accept(st, &aa->ballot, aa->value, &aa->reply);
 }
 
@@ -167,13 +181,19 @@ LearnOwnStep(px_acceptor_state *st, void *arg)
 }
 
 /*
- * paxos_request_prepare (phase 1b): promise not to accept lower ballots for
- * this round, and report what was accepted, whether the round is decided,
- * the highest round this node knows and its membership version, so that the
- * proposer can skip ahead and notice a newer membership.
+ * Prepare is phase 1b (paxos_request_prepare): promise not to accept lower
+ * ballots for this round, and report what was accepted, whether the round
+ * is decided, the highest round this node knows and its membership
+ * version, so that the proposer can skip ahead and notice a newer
+ * membership.  With standing (paxos_request_standing_prepare), it promises
+ * the ballot for this round and every later one, or nothing: the group's
+ * standing promise (standing_promise.c), whose max_round_num, read under
+ * the exclusive lock, tells the proposer whether anything was accepted
+ * above this round; if the group's acceptor is busy, an ordinary phase 1b
+ * (standing = false).  That call takes no piggybacked learn.
  */
-Datum
-paxos_request_prepare(PG_FUNCTION_ARGS)
+static Datum
+Prepare(FunctionCallInfo fcinfo, bool standing)
 {
 	PrepareArgs pa;
 	char	   *group_id;
@@ -181,9 +201,11 @@ paxos_request_prepare(PG_FUNCTION_ARGS)
 	int64		max_round;
 	GroupInfo	group;
 	px_acceptor_state st;
+	bool		granted = false;
+	bool		busy = false;
 	TupleDesc	desc;
-	Datum		values[10];
-	bool		nulls[10];
+	Datum		values[PREPARE_RESPONSE_COLUMNS];
+	bool		nulls[PREPARE_RESPONSE_COLUMNS];
 	MemoryContext outer = CurrentMemoryContext;
 	HeapTuple	tuple;
 
@@ -192,17 +214,43 @@ paxos_request_prepare(PG_FUNCTION_ARGS)
 		elog(ERROR, "pg_paxos: return type must be a row type");
 
 	SPI_connect();
-	GroupLoadOrError(group_id, &group);
-	LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
-	RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
+	if (standing)
+		granted = PaxosStandingPrepare(group_id, round, &pa.ballot, &group, &pa.reply, &busy);
+	if (!standing || busy)
+	{
+		/* an ordinary phase 1b: no standing promise asked, or none now */
+		PaxosLockPromises(group_id);
+		GroupLoadOrError(group_id, &group);
+		PaxosLoadStanding(group_id, &pa.standing);
+		if (!standing)			/* the standing call has no such arguments */
+			LearnPiggybacked(fcinfo, 4, &group, &pa.ballot);
+		pa.round = round;
+		RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
+	}
 	max_round = RoundStoreMaxRound(group_id, true);
 
 	MemoryContextSwitchTo(outer);
 	PromiseToDatums(&pa.reply, max_round, group.config_round, values, nulls);
+	values[10] = BoolGetDatum(granted);
+	nulls[10] = false;
 	tuple = heap_form_tuple(BlessTupleDesc(desc), values, nulls);
 	SPI_finish();
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+/* paxos_request_prepare (phase 1b): see Prepare. */
+Datum
+paxos_request_prepare(PG_FUNCTION_ARGS)
+{
+	return Prepare(fcinfo, false);
+}
+
+/* paxos_request_standing_prepare: phase 1b and a standing promise; see Prepare. */
+Datum
+paxos_request_standing_prepare(PG_FUNCTION_ARGS)
+{
+	return Prepare(fcinfo, true);
 }
 
 /*
@@ -236,14 +284,19 @@ paxos_request_accept(PG_FUNCTION_ARGS)
 		elog(ERROR, "pg_paxos: return type must be a row type");
 
 	SPI_connect();
+	PaxosLockPromises(group_id);
 	GroupLoadOrError(group_id, &group);
+	PaxosLoadStanding(group_id, &aa.standing);
 	LearnPiggybacked(fcinfo, 6, &group, &aa.ballot);
+	aa.round = round;
 	RoundStoreStep(group_id, round, AcceptStep, &aa, &st);
 	prepare_next = prepare_next && aa.reply.accepted && round < PG_INT64_MAX;
 	if (prepare_next)
 	{
 		/* max_round is left out: it only matters to a proposer that lost */
 		pa.ballot = aa.ballot;
+		pa.standing = aa.standing;
+		pa.round = round + 1;
 		RoundStoreStep(group_id, round + 1, PrepareStep, &pa, &st);
 	}
 

@@ -3,16 +3,17 @@
  *    The pg_paxos batcher: a background worker that appends the queued
  *    transaction entries of this node (see batch.c) one round at a time.
  *
- * Being one process, it is one proposer: the round it prepares ahead with
- * each append (phase 1 of round r+1 travels with phase 2 of round r) is
- * its own next round, so while this node leads, every batch costs one
- * round trip to the acceptors.  It learns each chosen round in its own
- * transaction (this node's acceptor is not asked to), and the other
- * members learn it with the next round's accept, which carries it, or,
- * when nothing follows, as soon as the batcher is idle: no separate
- * decision message per round under load.  A batch that fails (no majority, a timeout)
- * is reported to each waiting backend as "in doubt": its round may still
- * be chosen, and the origin settles that (submit.c).
+ * Being one process, it is one proposer: its phase 1 asks the acceptors
+ * for a standing promise (its ballot, for every round from this one on),
+ * so while this node leads, every batch costs one round trip to the
+ * acceptors and one row per acceptor (proposer.c).  It learns each chosen
+ * round in its own transaction (this node's acceptor is not asked to),
+ * and the other members learn it with the next round's accept, which
+ * carries it, or, when nothing follows, as soon as the batcher is idle:
+ * no separate decision message per round under load.  A batch that fails
+ * (no majority, a timeout) is reported to each waiting backend as "in
+ * doubt": its round may still be chosen, and the origin settles that
+ * (submit.c).
  */
 #include "pg_paxos.h"
 
@@ -126,6 +127,7 @@ PaxosBatcherMain(Datum arg)
 
 	PaxosWorkerConnect("pg_paxos batcher");
 	PaxosLearnInProcess = true;
+	PaxosAskStanding = true;
 	context = AllocSetContextCreate(TopMemoryContext, "pg_paxos batch",
 									ALLOCSET_DEFAULT_SIZES);
 	PaxosBatchSetBatcher(MyLatch);

@@ -640,6 +640,8 @@ DeleteGroupLocally(const char *group_id)
 				1, types, values, NULL, SPI_OK_DELETE);
 	ExecOrError("DELETE FROM pgp_metadata.round WHERE group_id = $1",
 				1, types, values, NULL, SPI_OK_DELETE);
+	ExecOrError("DELETE FROM pgp_metadata.standing_promise WHERE group_id = $1",
+				1, types, values, NULL, SPI_OK_DELETE);
 	ExecOrError("DELETE FROM pgp_metadata.ddl_history WHERE group_id = $1",
 				1, types, values, NULL, SPI_OK_DELETE);
 	ExecOrError("DELETE FROM pgp_metadata.host WHERE group_id = $1",

@@ -213,7 +213,7 @@ PeerStatementName(RpcKind kind)
 		"pg_paxos_prepare", "pg_paxos_accept", "pg_paxos_confirm",
 		"pg_paxos_max_round", "pg_paxos_decided_rounds", "pg_paxos_identity",
 		"pg_paxos_copy_decided", "pg_paxos_certify", "pg_paxos_apply_upto",
-		"pg_paxos_submit", "pg_paxos_heartbeat"
+		"pg_paxos_submit", "pg_paxos_heartbeat", "pg_paxos_standing"
 	};
 
 	return names[kind];
@@ -288,6 +288,13 @@ PeerStatementSql(RpcKind kind)
 								" decided_round, applied_round, compacted_below"
 								" FROM %s.paxos_heartbeat($1, $2, $3, $4::bigint, $5, $6,"
 								" $7::bigint, $8::bigint, $9::bigint)", s);
+				break;
+			case RPC_STANDING:
+				text = psprintf("SELECT promised, proposer_id, min_proposal_num, value_id,"
+								" value, accepted_proposal_num, accepted_proposer_id,"
+								" consensus, max_round_num, config_round, standing"
+								" FROM %s.paxos_request_standing_prepare($1, $2, $3::bigint,"
+								" $4::bigint)", s);
 				break;
 			case RPC_KIND_COUNT:
 				elog(ERROR, "pg_paxos: bad RPC kind");

@@ -15,6 +15,11 @@
  *    group starts at phase 2a.  Every round still goes through both phases;
  *    a promise kept across calls is as safe as any promise, at worst a
  *    competitor preempts it and the proposer runs phase 1 again.
+ *    The batcher (PaxosAskStanding) asks instead, in phase 1, for a
+ *    standing promise: its ballot for every round from this one on.  Once
+ *    a majority granted it, with nothing accepted above the round, its
+ *    later rounds skip phase 1 altogether, one after the other, until a
+ *    round does not end chosen under that ballot (core/paxos_core.h).
  *  - The chosen round is learned through the next request this backend
  *    sends to the group ("round r was chosen under ballot b": an acceptor
  *    that accepted b in r marks r decided).  A round nobody is told about is
@@ -44,6 +49,12 @@
 /* First ballot numbers are drawn from [0, FIRST_BALLOT_RANGE). */
 #define FIRST_BALLOT_RANGE 1024
 
+/*
+ * A batcher whose standing promise was not granted (an acceptor was busy)
+ * appends round by round, and asks again this many rounds later.
+ */
+#define STANDING_RETRY_ROUNDS 64
+
 /* Columns of prepare_response and of the next-round part of accept_response. */
 #define PROMISE_COLUMNS 10
 #define ACCEPT_COLUMNS 8
@@ -56,6 +67,8 @@ typedef struct RoundCollector
 	int64		round;
 	int64		config_round;	/* membership version this proposer uses */
 	int64		newer_config;	/* newer membership reported, or -1 */
+	bool		ask_standing;	/* phase 1 asks for a standing promise */
+	int			grants;			/* granted, with nothing accepted above */
 } RoundCollector;
 
 typedef struct LearnCollector
@@ -88,6 +101,15 @@ typedef struct ProposerCarry
 	char	   *learn_proposer;
 	px_value	learn_value;
 	List	   *learn_peers;	/* connection strings */
+
+	/* a standing promise a majority granted this process's ballot */
+	bool		has_standing;
+	char		standing_group[PAXOS_GROUP_ID_MAX];	/* also of standing_retry */
+	int64		standing_retry;	/* not granted: ask again from this round */
+	int64		standing_number;
+	int64		standing_next;	/* nothing was sent under it from here on */
+	int64		standing_config;
+	int			standing_hosts;
 } ProposerCarry;
 
 static MemoryContext ProposerContext = NULL;
@@ -100,6 +122,7 @@ static bool ParsePromise(PGresult *res, int first, px_promise *r, int64 *config_
 static bool FeedPromise(RoundCollector *rc, px_proposer *p, int host,
 						PGresult *res, int first);
 static bool OnPromise(void *arg, int host, PGresult *res, const char *error);
+static bool StandingGranted(const RoundCollector *rc, PGresult *res);
 static bool OnAccepted(void *arg, int host, PGresult *res, const char *error);
 static bool OnLearned(void *arg, int host, PGresult *res, const char *error);
 static int	LocalHostIndex(List *hosts, const char *own);
@@ -195,6 +218,24 @@ FeedPromise(RoundCollector *rc, px_proposer *p, int host, PGresult *res, int fir
 	return px_proposer_on_promise(p, host, &r) != PX_WAIT;
 }
 
+/*
+ * StandingGranted: did this prepare_response grant our ballot for every
+ * round after this one, with nothing accepted above it there?
+ */
+static bool
+StandingGranted(const RoundCollector *rc, PGresult *res)
+{
+	px_ballot	promised;
+
+	if (strcmp(PQgetvalue(res, 0, PROMISE_COLUMNS), "t") != 0 ||
+		strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+		return false;
+	px_ballot_set(&promised, strtoi64(PQgetvalue(res, 0, 2), NULL, 10),
+				  PQgetvalue(res, 0, 1));
+	return px_ballot_cmp(&promised, &rc->p->ballot) == 0 &&
+		strtoi64(PQgetvalue(res, 0, 8), NULL, 10) <= rc->round;
+}
+
 /* OnPromise feeds one phase-1b answer to the core. */
 static bool
 OnPromise(void *arg, int host, PGresult *res, const char *error)
@@ -202,8 +243,11 @@ OnPromise(void *arg, int host, PGresult *res, const char *error)
 	RoundCollector *rc = (RoundCollector *) arg;
 	bool		enough;
 
-	if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != PROMISE_COLUMNS)
+	if (res == NULL || PQntuples(res) != 1 ||
+		PQnfields(res) != PROMISE_COLUMNS + (rc->ask_standing ? 1 : 0))
 		return false;			/* a failure is no refusal: wait for others */
+	if (rc->ask_standing && StandingGranted(rc, res))
+		rc->grants++;
 	enough = FeedPromise(rc, rc->p, host, res, 0);
 	if (rc->newer_config < 0)
 		rc->status = px_proposer_status(rc->p);
@@ -419,6 +463,9 @@ PaxosFlushCarriedLearn(void)
  */
 bool		PaxosLearnInProcess = false;
 
+/* Whether this process's phase 1 asks for standing promises (the batcher). */
+bool		PaxosAskStanding = false;
+
 /*
  * LearnHere records a chosen value in this node's log, in the current
  * transaction, which need not wait for its WAL flush: learning can always
@@ -461,6 +508,8 @@ LocalHostIndex(List *hosts, const char *own)
 int64
 PaxosPreparedRound(const char *group_id)
 {
+	if (carry.has_standing && strcmp(carry.standing_group, group_id) == 0)
+		return carry.standing_next;
 	if (carry.has_next && strcmp(carry.next_group, group_id) == 0)
 		return carry.next_round;
 	return -1;
@@ -536,6 +585,8 @@ PaxosRunRound(const char *group_id, int64 round, const char *value_id,
 	FanoutStats stats;
 	LearnCollector lcol;
 	bool		skip_phase1;
+	bool		ask_standing = PaxosAskStanding && value_id != NULL;
+	bool		covered = false;	/* a standing promise covers the ballot */
 
 	own.id = value_id ? value_id : psprintf(PAXOS_INTERNAL_PREFIX "noop:%016llx",
 											(unsigned long long) pg_prng_uint64(&pg_global_prng_state));
@@ -586,6 +637,10 @@ restart:
 		strcmp(carry.next_group, group_id) == 0 &&
 		px_proposer_status(&carry.next) == PX_PROMISED &&
 		!carry.next.adopted;
+	/* a standing promise not granted last time: ask again now and then */
+	if (skip_phase1 && ask_standing && !carry.has_standing &&
+		strcmp(carry.standing_group, group_id) == 0 && round >= carry.standing_retry)
+		skip_phase1 = false;
 	if (skip_phase1)
 	{
 		p = carry.next;
@@ -594,10 +649,33 @@ restart:
 	}
 	carry.has_next = false;
 
-	/* a round chosen by the previous call is made known with this one */
+	/*
+	 * Under this process's standing promise: phase 2a at once, with the
+	 * ballot a majority promised for every round from before this one.
+	 * Taken here, it is kept again only if this round ends chosen under it.
+	 */
+	if (carry.has_standing && strcmp(carry.standing_group, group_id) == 0)
+	{
+		covered = ask_standing && round >= carry.standing_next &&
+			carry.standing_config == group.config_round &&
+			carry.standing_hosts == npeers;
+		carry.has_standing = false;
+		if (covered)
+		{
+			(void) px_proposer_start(&p, npeers, proposer_id, carry.standing_number, own);
+			skip_phase1 = true;
+		}
+	}
+
+	/*
+	 * A round chosen by the previous call is made known with this one; a
+	 * standing promise's phase 1 carries none (it waits for no row): the
+	 * peers are told just before it.
+	 */
 	params[4] = params[5] = NULL;
-	if (carry.has_learn && strcmp(carry.learn_group, group_id) != 0)
-		PaxosFlushCarriedLearn();	/* another group's: tell its peers */
+	if (carry.has_learn && (strcmp(carry.learn_group, group_id) != 0 ||
+							(ask_standing && !skip_phase1)))
+		PaxosFlushCarriedLearn();
 	if (carry.has_learn && strcmp(carry.learn_group, group_id) == 0)
 	{
 		snprintf(learned_round_str, sizeof(learned_round_str), INT64_FORMAT, carry.learn_round);
@@ -616,6 +694,8 @@ restart:
 	params[3] = number_str;
 	rc.round = round;
 	rc.config_round = group.config_round;
+	rc.ask_standing = ask_standing;
+	rc.grants = 0;
 
 	for (;;)
 	{
@@ -635,8 +715,15 @@ restart:
 		{
 			/* phase 1a: prepare */
 			rc.status = PX_WAIT;
-			FanoutCall(peers, npeers, RPC_PREPARE, params, 6, PaxosRpcTimeoutMs,
-					   OnPromise, &rc, &stats);
+			rc.grants = 0;
+			FanoutCall(peers, npeers, ask_standing ? RPC_STANDING : RPC_PREPARE, params,
+					   ask_standing ? 4 : 6, PaxosRpcTimeoutMs, OnPromise, &rc, &stats);
+			covered = ask_standing && rc.grants >= p.quorum;
+			if (ask_standing && !covered)
+			{
+				strlcpy(carry.standing_group, group_id, sizeof(carry.standing_group));
+				carry.standing_retry = round + STANDING_RETRY_ROUNDS;
+			}
 			params[4] = params[5] = NULL;	/* learned: sent once */
 			outcome->max_round = Max(outcome->max_round, p.max_round);
 			if (rc.newer_config >= 0)
@@ -668,7 +755,7 @@ restart:
 		/* phase 2a: accept, with phase 1a of the next round for an append */
 		px_proposer_start(&next, npeers, proposer_id, p.ballot.number,
 						  (px_value) {NULL, NULL});
-		rc.next = value_id != NULL ? &next : NULL;
+		rc.next = value_id != NULL && !covered ? &next : NULL;
 		params[6] = p.proposal.id;
 		params[7] = p.proposal.data;
 		params[8] = rc.next != NULL ? "true" : "false";
@@ -698,6 +785,17 @@ restart:
 	outcome->value = p.proposal.data ? pstrdup(p.proposal.data) : NULL;
 	outcome->ballot = p.chosen_ballot;
 	outcome->value_changed = px_proposer_value_changed(&p);
+
+	/* never a second value under the ballot in a round it was sent to */
+	if (covered && px_ballot_cmp(&p.chosen_ballot, &p.ballot) == 0)
+	{
+		carry.has_standing = true;
+		strlcpy(carry.standing_group, group_id, sizeof(carry.standing_group));
+		carry.standing_number = p.ballot.number;
+		carry.standing_next = round + 1;
+		carry.standing_config = group.config_round;
+		carry.standing_hosts = npeers;
+	}
 
 	if (rc.next != NULL && px_proposer_status(&next) == PX_PROMISED)
 		CarryNext(group_id, round + 1, group.config_round, &next);

@@ -31,6 +31,9 @@ MUTANTS=(
 	'quorum-minority|sim|proposer.c|s/p->quorum = n_hosts \/ 2 \+ 1;/p->quorum = n_hosts \/ 2;/|a quorum is half the hosts, not a majority'
 	'accept-stale-promise|sim|proposer.c|s/if \(r->promised && px_ballot_cmp\(&r->promised_ballot, &p->ballot\) != 0\)\n\t\treturn phase_status\(p\);//|promises of an older ballot count for the current one'
 	'retry-same-number|sim|proposer.c|s/if \(next < INT64_MAX\)\n\t\tnext\+\+;//|retry does not raise the ballot number'
+	'standing-ignored|sim|acceptor.c|s/if \(px_ballot_cmp\(&s->ballot, &st->promised\) > 0\)\n\t\tst->promised = s->ballot;//|a standing promise does not bind the rounds it covers'
+	'standing-moves-up|sim|acceptor.c|s/if \(!s->valid \x7c\x7c round < s->from_round\)/if (1)/|a new standing promise drops the rounds the old one covered'
+	'standing-same-ballot|unit|acceptor.c|s/px_ballot_cmp\(b, &s->ballot\) <= 0/px_ballot_cmp(b, \&s->ballot) < 0/|a standing promise is granted twice to one ballot'
 	'no-noop-rounds|sim|log.c|s/if \(!bit_get\(log, r\)\)\n\t\t\treturn r;//|holes of the log are never filled'
 )
 

@@ -70,6 +70,7 @@ sim_random_config(sim_config *cfg, int n_nodes, uint64_t seed)
 	cfg->fault_gap_max = sim_rand_range(&r, 10000, 100000);
 	cfg->crashes = sim_chance(&r, 800);
 	cfg->partitions = sim_chance(&r, 800);
+	cfg->standing = sim_chance(&r, 600);
 }
 
 /*
@@ -100,7 +101,7 @@ sim_init(sim *s, const sim_config *cfg, uint64_t seed)
 	s->failure[0] = '\0';
 	s->sent = s->dropped = s->crashes = s->partitions = 0;
 	s->chosen_values = s->noops = 0;
-	s->preemptions = s->timeouts = 0;
+	s->preemptions = s->timeouts = s->held_rounds = 0;
 
 	sim_net_init(s);
 	s->loss_pm = cfg->loss_pm;

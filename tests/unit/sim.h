@@ -71,6 +71,8 @@ typedef struct sim_msg
 	uint32_t to_inc;   /* replies: requester's incarnation */
 	int64_t round;
 	int64_t at;   /* delivery time */
+	/* prepare: ask for a standing promise; promise: granted, nothing above */
+	bool standing;
 	uint64_t seq; /* ties in delivery time: send order */
 	union
 	{
@@ -110,6 +112,7 @@ typedef struct sim_node
 	bool verified[SIM_MAX_ROUNDS]; /* checker: decided state checked */
 	int64_t acc_max_round;         /* highest round accepted or decided */
 	int64_t applied_next;          /* apply cursor */
+	px_standing standing;          /* the acceptor's standing promise */
 
 	/* volatile: lost by a crash */
 	px_log log;
@@ -124,6 +127,13 @@ typedef struct sim_node
 	int64_t sync_at;      /* next catch-up request */
 	int64_t gap_round;    /* hole being waited on, -1: none */
 	int64_t gap_since;
+	/* a standing promise a majority granted this proposer (cfg.standing) */
+	bool hold;
+	px_ballot hold_ballot;
+	int64_t hold_from;   /* rounds it covers with nothing accepted */
+	int64_t hold_next;   /* where the next append goes: the round after */
+	bool held;           /* the current attempt skipped phase 1 with it */
+	uint64_t grants;     /* hosts that granted it in this attempt */
 
 	/* the node's client: outside the node, survives its crashes */
 	int n_values;
@@ -164,6 +174,7 @@ typedef struct sim_config
 	int burst_pm; /* values submitted at a common burst time */
 	bool crashes;
 	bool partitions;
+	bool standing; /* proposers ask standing promises and skip phase 1 */
 } sim_config;
 
 typedef struct sim
@@ -222,6 +233,7 @@ typedef struct sim
 	uint64_t noops;
 	uint64_t preemptions; /* PX_PREEMPTED answers */
 	uint64_t timeouts;    /* phases that got no quorum in time */
+	uint64_t held_rounds; /* attempts that skipped phase 1 (standing) */
 } sim;
 
 /* sim.c */

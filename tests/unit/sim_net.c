@@ -84,6 +84,7 @@ sim_msg_new(sim *s, sim_msg_type type, int from, int to)
 	m->from_inc = s->nodes[from].inc;
 	m->to_inc = 0;
 	m->round = -1;
+	m->standing = false;
 	return m;
 }
 

@@ -37,6 +37,7 @@ static void send_requests(sim *s, sim_node *nd, sim_msg_type type);
 static void backoff(sim *s, sim_node *nd);
 static void on_status(sim *s, sim_node *nd, px_status st);
 static void on_chosen(sim *s, sim_node *nd);
+static void keep_standing(sim *s, sim_node *nd);
 static void on_prepare(sim *s, sim_node *nd, const sim_msg *m);
 static void on_accept(sim *s, sim_node *nd, const sim_msg *m);
 static void on_sync(sim *s, sim_node *nd, const sim_msg *m);
@@ -62,6 +63,7 @@ sim_node_init(sim *s, int idx)
 	memset(nd->acc_used, 0, sizeof(nd->acc_used));
 	nd->acc_max_round = -1;
 	nd->applied_next = 0;
+	px_standing_init(&nd->standing);
 
 	nd->n_values =
 		(int) sim_rand_range(&s->rng, s->cfg.min_values, s->cfg.max_values);
@@ -152,6 +154,9 @@ sim_node_restart(sim *s, int idx)
 	nd->sync_at = s->now + sim_rand_range(&s->rng, 0, SIM_SYNC_PERIOD);
 	nd->gap_round = -1;
 	nd->gap_since = 0;
+	nd->hold = false;
+	nd->held = false;
+	nd->grants = 0;
 	if (nd->inc > 1)
 		sim_trace(s, "%s restarts (incarnation %u)", nd->name, nd->inc);
 }
@@ -217,9 +222,14 @@ on_prepare(sim *s, sim_node *nd, const sim_msg *m)
 	px_acceptor_state st = acc_load(nd, m->round);
 	px_promise out;
 	sim_msg *r;
+	bool granted = false;
 
+	px_standing_apply(&nd->standing, m->round, &st);
 	if (px_acceptor_prepare(&st, &m->u.req.ballot, &out))
 		acc_store(s, nd, m->round, &st);
+	/* nd->standing is durable state: granting persists it */
+	if (m->standing && out.promised)
+		granted = px_standing_grant(&nd->standing, m->round, &m->u.req.ballot);
 	out.max_round = nd->acc_max_round;
 	/* out's strings point into st, a copy of durable (interned) state */
 	r = sim_msg_new(s, SIM_PROMISE, nd->idx, m->from);
@@ -228,6 +238,7 @@ on_prepare(sim *s, sim_node *nd, const sim_msg *m)
 	r->to_inc = m->from_inc;
 	r->round = m->round;
 	r->u.promise = out;
+	r->standing = granted && nd->acc_max_round <= m->round;
 	sim_send(s, r);
 }
 
@@ -242,6 +253,7 @@ on_accept(sim *s, sim_node *nd, const sim_msg *m)
 	px_accepted out;
 	sim_msg *r;
 
+	px_standing_apply(&nd->standing, m->round, &st);
 	if (px_acceptor_accept(&st, &m->u.req.ballot, m->u.req.value, &out))
 		acc_store(s, nd, m->round, &st);
 	if (out.accepted && !out.decided)
@@ -387,6 +399,7 @@ send_requests(sim *s, sim_node *nd, sim_msg_type type)
 		m->round = nd->round;
 		m->u.req.ballot = nd->p.ballot;
 		m->u.req.value = nd->p.proposal;
+		m->standing = type == SIM_PREPARE && s->cfg.standing && !nd->noop;
 		sim_send(s, m);
 	}
 }
@@ -398,23 +411,64 @@ send_requests(sim *s, sim_node *nd, sim_msg_type type)
 static void
 start_attempt(sim *s, sim_node *nd, int64_t round, px_value v, bool noop)
 {
+	bool held = s->cfg.standing && !noop && nd->hold && round >= nd->hold_from;
+
 	if (!round_ok(s, round))
 		return;
-	if (px_proposer_start(&nd->p, s->n, nd->name, 0, v) != 0)
+	if (px_proposer_start(&nd->p, s->n, nd->name,
+						  held ? nd->hold_ballot.number : 0, v) != 0)
 	{
 		sim_fail(s, "px_proposer_start failed");
 		return;
 	}
-	sim_trace(s, "%s proposes %s in round %lld", nd->name,
-			  noop ? "a noop" : v.data, (long long) round);
+	sim_trace(s, "%s proposes %s in round %lld%s", nd->name,
+			  noop ? "a noop" : v.data, (long long) round,
+			  held ? " (standing promise)" : "");
 	nd->round = round;
 	nd->noop = noop;
 	nd->conflicts = 0;
-	nd->pstate = SIM_PHASE1;
+	nd->held = held;
+	nd->grants = 0;
 	nd->timer_at = s->now + SIM_TIMEOUT;
 	if (noop)
 		s->noops++;
+	if (held)
+	{
+		/* a majority promised this ballot for every round from hold_from */
+		s->held_rounds++;
+		px_proposer_begin_accept(&nd->p);
+		nd->pstate = SIM_PHASE2;
+		send_requests(s, nd, SIM_ACCEPT);
+		return;
+	}
+	nd->pstate = SIM_PHASE1;
 	send_requests(s, nd, SIM_PREPARE);
+}
+
+/*
+ * keep_standing: after an attempt chose a value under its own ballot, the
+ * proposer keeps (or now has) a standing promise if it skipped phase 1
+ * with one, or a majority granted one in this attempt's phase 1.
+ */
+static void
+keep_standing(sim *s, sim_node *nd)
+{
+	int granted = __builtin_popcountll(nd->grants);
+
+	if (!s->cfg.standing || nd->noop)
+		return;
+	if (px_ballot_cmp(&nd->p.chosen_ballot, &nd->p.ballot) != 0)
+	{
+		nd->hold = false; /* the round went to another ballot */
+		return;
+	}
+	if (!nd->held && granted >= s->quorum)
+	{
+		nd->hold = true;
+		nd->hold_ballot = nd->p.ballot;
+		nd->hold_from = nd->round + 1;
+	}
+	nd->hold_next = nd->round + 1;
 }
 
 /*
@@ -426,6 +480,7 @@ backoff(sim *s, sim_node *nd)
 {
 	int64_t wait;
 
+	nd->hold = false; /* preempted or cut off: phase 1 again */
 	nd->conflicts++;
 	wait = px_backoff_us(nd->conflicts, sim_rand(&s->rng), SIM_BACKOFF_BASE,
 						 SIM_BACKOFF_MAX);
@@ -444,6 +499,7 @@ on_chosen(sim *s, sim_node *nd)
 	px_value v = nd->p.proposal;
 	int i;
 
+	keep_standing(s, nd);
 	for (i = 0; i < s->n; i++)
 	{
 		sim_msg *m;
@@ -481,6 +537,9 @@ resolve(sim *s, sim_node *nd)
 		nd->next_value++;
 		s->chosen_values++;
 	}
+	/* never a second value under the held ballot in a round it was sent to */
+	if (nd->hold && nd->hold_next <= nd->round)
+		nd->hold_next = nd->round + 1;
 	nd->pstate = SIM_IDLE;
 	nd->conflicts = 0;
 	nd->timer_at = s->now;
@@ -553,6 +612,10 @@ sim_node_deliver(sim *s, const sim_msg *m)
 			px_log_note_round(&nd->log, m->u.promise.max_round);
 			if (m->u.promise.max_round > nd->reported_max)
 				nd->reported_max = m->u.promise.max_round;
+			if (attempt && m->round == nd->round && m->standing &&
+				m->u.promise.promised &&
+				px_ballot_cmp(&m->u.promise.promised_ballot, &nd->p.ballot) == 0)
+				nd->grants |= UINT64_C(1) << m->from;
 			if (attempt && m->round == nd->round)
 				on_status(
 					s, nd,
@@ -595,6 +658,7 @@ sim_node_timer(sim *s, int idx)
 			break;
 		case SIM_BACKOFF:
 			px_proposer_retry(&nd->p);
+			nd->grants = 0; /* granted to the old ballot */
 			nd->pstate = SIM_PHASE1;
 			nd->timer_at = s->now + SIM_TIMEOUT;
 			send_requests(s, nd, SIM_PREPARE);
@@ -649,8 +713,15 @@ sim_node_kick(sim *s, int idx)
 
 		if (at <= s->now)
 		{
+			/*
+			 * Under a standing promise the next append goes to the round
+			 * after the last one, as the extension's batcher does, even if
+			 * later rounds were reported since: only the acceptors' check
+			 * at the grant (nothing accepted above it) makes that safe.
+			 */
 			start_attempt(s, nd,
-						  px_log_next_append_round(&nd->log, nd->reported_max),
+						  s->cfg.standing && nd->hold ? nd->hold_next
+						  : px_log_next_append_round(&nd->log, nd->reported_max),
 						  nd->values[nd->next_value], false);
 			return;
 		}

@@ -292,6 +292,85 @@ test_decided_round_answers_accept_with_value(void **state)
 	assert_true(out.decided);
 }
 
+/* A standing promise raises every round it covers, even one never seen. */
+static void
+test_standing_promise_covers_later_rounds(void **state)
+{
+	px_standing sp;
+	px_acceptor_state st;
+	px_promise pout;
+	px_accepted aout;
+	px_ballot b = B(5, "n1");
+
+	(void) state;
+	px_standing_init(&sp);
+	px_acceptor_init(&st);
+	px_standing_apply(&sp, 10, &st);
+	assert_true(promise(&st, b, &pout));
+	assert_true(px_standing_grant(&sp, 10, &b));
+
+	/* round 12 has no state of its own: lower ballots are refused there */
+	px_acceptor_init(&st);
+	px_standing_apply(&sp, 12, &st);
+	assert_false(accept(&st, B(4, "n2"), V("n2", "y"), &aout));
+	assert_ballot(aout.promised_ballot, 5, "n1");
+	assert_false(promise(&st, B(5, "n1"), &pout)); /* promised once */
+	assert_true(accept(&st, b, V("n1", "x"), &aout));
+
+	/* round 9, below the standing promise, is free */
+	px_acceptor_init(&st);
+	px_standing_apply(&sp, 9, &st);
+	assert_true(accept(&st, B(4, "n2"), V("n2", "y"), &aout));
+
+	/* a higher ballot still wins a round: the standing one only adds */
+	px_acceptor_init(&st);
+	px_standing_apply(&sp, 13, &st);
+	assert_true(promise(&st, B(6, "n3"), &pout));
+	px_standing_apply(&sp, 13, &st);
+	assert_ballot(st.promised, 6, "n3");
+	assert_false(accept(&st, b, V("n1", "z"), &aout));
+}
+
+/* A standing promise moves only to higher ballots, and never drops rounds. */
+static void
+test_standing_promise_grant_rules(void **state)
+{
+	px_standing sp;
+	px_acceptor_state st;
+	px_accepted aout;
+	px_ballot b5 = B(5, "n1");
+	px_ballot b7 = B(7, "n2");
+	px_ballot none = B(-1, "n1");
+	px_ballot b4 = B(4, "n9");
+	px_ballot b8 = B(8, "n3");
+
+	(void) state;
+	px_standing_init(&sp);
+	assert_false(px_standing_grant(&sp, 3, &none));
+	assert_true(px_standing_grant(&sp, 10, &b5));
+	assert_false(px_standing_grant(&sp, 10, &b5));  /* the same ballot again */
+	assert_false(px_standing_grant(&sp, 2, &b5));
+	assert_false(px_standing_grant(&sp, 20, &b4));
+
+	/* b7 from round 20: rounds 10..19 keep a promise, now b7 */
+	assert_true(px_standing_grant(&sp, 20, &b7));
+	assert_int_equal(sp.from_round, 10);
+	assert_ballot(sp.ballot, 7, "n2");
+	px_acceptor_init(&st);
+	px_standing_apply(&sp, 15, &st);
+	assert_false(accept(&st, b5, V("n1", "x"), &aout));
+
+	/* from a lower round: the promise reaches down */
+	assert_true(px_standing_grant(&sp, 4, &b8));
+	assert_int_equal(sp.from_round, 4);
+
+	/* a decided round is frozen */
+	px_acceptor_init(&st);
+	assert_true(px_acceptor_learn(&st, &b5, V("n1", "x")));
+	px_standing_apply(&sp, 6, &st);
+	assert_ballot(st.promised, -1, "");
+}
+
 int
 main(void)
 {
@@ -311,6 +390,8 @@ main(void)
 		cmocka_unit_test(test_learn_of_conflicting_value_is_refused),
 		cmocka_unit_test(test_decided_round_answers_prepare_with_value),
 		cmocka_unit_test(test_decided_round_answers_accept_with_value),
+		cmocka_unit_test(test_standing_promise_covers_later_rounds),
+		cmocka_unit_test(test_standing_promise_grant_rules),
 	};
 
 	return cmocka_run_group_tests_name("acceptor", tests, NULL, NULL);

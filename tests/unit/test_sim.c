@@ -292,6 +292,7 @@ random_seeds(sim *s, int n, uint64_t first, uint64_t count)
 	uint64_t noops = 0;
 	uint64_t preemptions = 0;
 	uint64_t timeouts = 0;
+	uint64_t held = 0;
 	uint64_t worst = 0;
 
 	if (one != NULL && *one != '\0')
@@ -324,19 +325,21 @@ random_seeds(sim *s, int n, uint64_t first, uint64_t count)
 		noops += s->noops;
 		preemptions += s->preemptions;
 		timeouts += s->timeouts;
+		held += s->held_rounds;
 		if (s->steps - s->heal_step > worst)
 			worst = s->steps - s->heal_step;
 	}
 	print_message(
 		"%d nodes: %llu seeds from %llu: %llu steps, %llu values "
 		"chosen, %llu no-ops proposed, %llu preemptions, %llu timeouts, "
-		"%llu crashes, %llu partitions; converged at most %llu steps "
-		"after the faults (limit %d)\n",
+		"%llu crashes, %llu partitions, %llu attempts under a standing "
+		"promise; converged at most %llu steps after the faults (limit %d)\n",
 		n, (unsigned long long) count, (unsigned long long) first,
 		(unsigned long long) steps, (unsigned long long) chosen,
 		(unsigned long long) noops, (unsigned long long) preemptions,
 		(unsigned long long) timeouts, (unsigned long long) crashes,
-		(unsigned long long) partitions, (unsigned long long) worst,
+		(unsigned long long) partitions, (unsigned long long) held,
+		(unsigned long long) worst,
 		SIM_LIVENESS_STEPS);
 }
 

@@ -79,5 +79,39 @@ FROM pgp_metadata.round WHERE group_id = 'acc' AND round_num = 3;
 SELECT * FROM paxos_decided_rounds('acc', 1, 10);
 SELECT paxos_max_accepted_round('acc'), paxos_max_accepted_round('acc', false);
 
+-- a standing promise (a leader's phase 1): its ballot for this round and
+-- every later one, granted with what phase 1b reports of this round
+SELECT promised, min_proposal_num, proposer_id, max_round_num, standing
+FROM paxos_request_standing_prepare('L/a', 'acc', 20, 50);
+SELECT from_round, proposal_num, proposer_id
+FROM pgp_metadata.standing_promise WHERE group_id = 'acc';
+-- it binds rounds it covers that have no row yet: lower ballots are refused
+SELECT promised, min_proposal_num, proposer_id FROM paxos_request_prepare('x', 'acc', 25, 40);
+SELECT accepted, min_proposal_num, proposer_id
+FROM paxos_request_accept('x', 'acc', 30, 49, 'val-x', 'X');
+-- the leader skips phase 1: accepted, one row, nothing promised ahead
+-- (nor in round 20 itself: the standing promise covers it)
+SELECT accepted FROM paxos_request_accept('L/a', 'acc', 30, 50, 'val-l', 'L');
+SELECT round_num, min_proposal_num, proposer_id, value_id
+FROM pgp_metadata.round WHERE group_id = 'acc' AND round_num >= 20 ORDER BY round_num;
+-- rounds below it are free
+SELECT accepted FROM paxos_request_accept('x', 'acc', 19, 1, 'val-x', 'X');
+-- granted once per ballot; a higher ballot wins a round from it
+SELECT promised, standing FROM paxos_request_standing_prepare('L/a', 'acc', 31, 50);
+SELECT promised FROM paxos_request_prepare('q', 'acc', 32, 60);
+SELECT accepted, min_proposal_num, proposer_id
+FROM paxos_request_accept('L/a', 'acc', 32, 50, 'val-l2', 'L2');
+-- a higher standing promise takes over, and keeps the rounds covered before
+SELECT promised, max_round_num, standing FROM paxos_request_standing_prepare('L/b', 'acc', 40, 70);
+SELECT from_round, proposal_num, proposer_id
+FROM pgp_metadata.standing_promise WHERE group_id = 'acc';
+SELECT accepted, min_proposal_num, proposer_id
+FROM paxos_request_accept('L/a', 'acc', 25, 50, 'val-l3', 'L3');
+-- granted from a round with accepted rounds above it: max_round_num says
+-- so, and the proposer must not skip phase 1 there
+SELECT promised, max_round_num, standing FROM paxos_request_standing_prepare('L/c', 'acc', 10, 80);
+SELECT from_round, proposal_num FROM pgp_metadata.standing_promise WHERE group_id = 'acc';
+
 SELECT paxos_leave_group('acc');
 SELECT count(*) FROM pgp_metadata.round WHERE group_id = 'acc';
+SELECT count(*) FROM pgp_metadata.standing_promise WHERE group_id = 'acc';

@@ -1,0 +1,99 @@
+"""
+The leader's standing promise on 3 real nodes (docs/consensus.md#leader):
+its batcher asks, in phase 1, for its ballot in every round from that one
+on, and skips phase 1 in later rounds only where a majority granted it with
+nothing accepted above.  A value a majority accepted further ahead, under a
+lower ballot, is chosen: the leader must find it there, not overwrite it.
+"""
+
+from contextlib import ExitStack
+
+import checks
+import pgcluster
+
+GROUP = 'standing'
+TABLE = 'standing_t'
+
+
+def standing(node):
+    rows = node.records('SELECT from_round, proposal_num, proposer_id '
+                        'FROM pgp_metadata.standing_promise '
+                        'WHERE group_id = %s', (GROUP,))
+    return rows[0] if rows else None
+
+
+def max_round(node):
+    return node.scalar('SELECT max(round_num) FROM pgp_metadata.round '
+                       'WHERE group_id = %s', (GROUP,))
+
+
+def decided_value(node, round_num):
+    return node.scalar('SELECT value_id FROM pgp_metadata.round WHERE group_id '
+                       '= %s AND round_num = %s AND consensus', (GROUP, round_num))
+
+
+def write(node, sql, args):
+    """An optimistic write (a strong one would learn the rounds ahead
+    first), retried on 40001."""
+    with checks.session(node, 'optimistic') as conn:
+        pgcluster.run_transaction(conn, lambda c, attempt: c.sql(sql, args))
+
+
+def test_leader_keeps_a_value_chosen_above_its_standing_promise(cluster):
+    checks.setup_replication(cluster, GROUP,
+                             'CREATE TABLE %s (k int PRIMARY KEY, v int)' % TABLE,
+                             [TABLE])
+    leader = checks.wait_agreed_leader(cluster.nodes, GROUP)
+    others = [n for n in cluster if n is not leader]
+    for k in range(5):
+        leader.sql('INSERT INTO %s VALUES (%%s, 0)' % TABLE, (k,))
+
+    # a majority holds the batcher's standing promise (the phase 1 that got
+    # it stopped waiting at a majority); no round is promised ahead of the
+    # log (the per-round way would leave one)
+    promises = [standing(n) for n in cluster]
+    held = max((p for p in promises if p), key=lambda p: p['proposal_num'])
+    assert held['proposer_id'].startswith(leader.name + '/')
+    assert promises.count(held) >= 2
+    assert all(n.scalar('SELECT count(*) FROM pgp_metadata.round WHERE '
+                        'group_id = %s AND value_id IS NULL', (GROUP,)) == 0
+               for n in cluster)
+
+    with ExitStack() as frozen:
+        # the followers' workers would learn the rounds ahead (with a no-op
+        # Paxos round, finding the value) before the leader got there
+        for node in others:
+            frozen.enter_context(checks.worker_frozen(node))
+
+        # a proposer above the leader gets a value accepted by both
+        # followers (chosen) two rounds ahead; another takes the next
+        # round's promise from them, so that the leader's next accept is
+        # refused and its new phase 1 asks for a standing promise above
+        # both, from below the value
+        top = max(max_round(n) for n in cluster)
+        ahead, nxt = top + 3, top + 1
+        ghost = held['proposal_num'] + 10
+        for node in others:
+            assert node.scalar('SELECT promised FROM paxos_request_prepare('
+                               "'ghost', %s, %s, %s)", (GROUP, ahead, ghost))
+            assert node.scalar('SELECT accepted FROM paxos_request_accept('
+                               "'ghost', %s, %s, %s, 'ghost/value', 'SELECT 1')",
+                               (GROUP, ahead, ghost))
+            assert node.scalar('SELECT promised FROM paxos_request_prepare('
+                               "'disrupt', %s, %s, %s)", (GROUP, nxt, ghost + 10))
+
+        for k in range(5, 10):
+            write(leader, 'UPDATE %s SET v = v + 1 WHERE k = %%s' % TABLE, (k % 5,))
+            write(leader, 'INSERT INTO %s VALUES (%%s, 0)' % TABLE, (k,))
+
+        # the leader took a new standing promise; the value stayed chosen
+        assert standing(leader)['proposal_num'] > ghost + 10
+        assert decided_value(leader, ahead) == 'ghost/value'
+
+    for node in cluster:
+        checks.wait_for('round %d learned on %s' % (ahead, node.name),
+                        lambda: decided_value(node, ahead))
+        assert decided_value(node, ahead) == 'ghost/value'
+    checks.wait_tables_identical(cluster.nodes, [TABLE])
+    assert leader.scalar('SELECT sum(v) FROM %s' % TABLE) == 5
+    assert leader.scalar('SELECT count(*) FROM %s' % TABLE) == 10
