@@ -4,8 +4,11 @@ on replicated tables (every node holds the same rows).
 """
 
 import collections
+import os
 import re
+import signal
 import time
+from contextlib import contextmanager
 
 import pgcluster
 
@@ -260,3 +263,24 @@ def wait_agreed_leader(nodes, group, deadline=20.0, stable=1.0):
                                  '%.0f s: last seen %r'
                                  % (group, stable, deadline, names or name))
         time.sleep(0.1)
+
+
+@contextmanager
+def worker_frozen(node):
+    """SIGSTOP node's pg_paxos worker while it holds no applier lock."""
+    pid = node.scalar("SELECT pid FROM pg_stat_activity "
+                      "WHERE backend_type = 'pg_paxos worker'")
+    assert pid, 'no pg_paxos worker'
+    for _ in range(100):
+        os.kill(pid, signal.SIGSTOP)
+        if not node.scalar("SELECT count(*) FROM pg_locks WHERE pid = %s "
+                           "AND locktype = 'advisory'", (pid,)):
+            break
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    else:
+        raise AssertionError('the worker kept holding an advisory lock')
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -11,11 +11,6 @@ worker) is frozen with SIGSTOP, so only a statement that catches up itself
 (through its own acceptor) sees what the other nodes committed.
 """
 
-import os
-import signal
-import time
-from contextlib import contextmanager
-
 import psycopg2
 import psycopg2.errors
 
@@ -48,27 +43,6 @@ def make_cluster(cluster_factory):
     return cluster, writer, stale
 
 
-@contextmanager
-def applier_frozen(node):
-    """SIGSTOP node's pg_paxos worker while it holds no applier lock."""
-    pid = node.scalar("SELECT pid FROM pg_stat_activity "
-                      "WHERE backend_type = 'pg_paxos worker'")
-    assert pid, 'no pg_paxos worker'
-    for _ in range(100):
-        os.kill(pid, signal.SIGSTOP)
-        if not node.scalar("SELECT count(*) FROM pg_locks WHERE pid = %s "
-                           "AND locktype = 'advisory'", (pid,)):
-            break
-        os.kill(pid, signal.SIGCONT)
-        time.sleep(0.05)
-    else:
-        raise AssertionError('the worker kept holding an advisory lock')
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
 def run_retrying(node, statements, attempts=4, point_writes='optimistic'):
     """Run statements in one transaction (autocommit if it is one
     statement), retrying on 40001; return (rowcounts, results of the last
@@ -99,7 +73,7 @@ def run_retrying(node, statements, attempts=4, point_writes='optimistic'):
 
 def test_point_write_on_a_stale_node_is_certified(cluster_factory):
     cluster, writer, stale = make_cluster(cluster_factory)
-    with applier_frozen(stale):
+    with checks.worker_frozen(stale):
         # a row changed elsewhere: the write of the old row fails its
         # certification, the retry catches up first and counts once
         writer.sql('UPDATE acct SET v = v + 1 WHERE id = 1')
@@ -136,7 +110,7 @@ def test_point_write_on_a_stale_node_is_certified(cluster_factory):
 
 def test_writes_that_read_more_catch_up_first(cluster_factory):
     cluster, writer, stale = make_cluster(cluster_factory)
-    with applier_frozen(stale):
+    with checks.worker_frozen(stale):
         # a trigger reads another table
         writer.sql('UPDATE src SET x = 7 WHERE id = 1')
         counts, _, attempts = run_retrying(

@@ -6,6 +6,7 @@ nothing accepted above.  A value a majority accepted further ahead, under a
 lower ballot, is chosen: the leader must find it there, not overwrite it.
 """
 
+import threading
 from contextlib import ExitStack
 
 import checks
@@ -97,3 +98,49 @@ def test_leader_keeps_a_value_chosen_above_its_standing_promise(cluster):
     checks.wait_tables_identical(cluster.nodes, [TABLE])
     assert leader.scalar('SELECT sum(v) FROM %s' % TABLE) == 5
     assert leader.scalar('SELECT count(*) FROM %s' % TABLE) == 10
+
+
+def test_an_accept_that_waited_for_a_grant_is_bound_by_it(cluster_factory):
+    """An acceptor step reads the standing promise once it holds the group's
+    share lock, and must see a grant that committed while it waited for it:
+    its statement's own snapshot, taken before, does not.  Read with that
+    snapshot, a lower ballot got a value accepted in a round the grant
+    covered (and reported free), and test_partition.py saw two values
+    chosen in one round."""
+    node = cluster_factory(1)[0]
+    group, base = 'standing_lock', 1000
+    node.sql('SELECT paxos_create_group(%s, %s)', (group, node.peer_connstr))
+    # a lower ballot holds the promise of a round ahead, nothing accepted
+    assert node.scalar("SELECT promised FROM paxos_request_prepare("
+                       "'low', %s, %s, 5)", (group, base + 5))
+
+    granter = node.connect()
+    try:
+        granter.sql('BEGIN')
+        assert granter.sql("SELECT promised, standing FROM "
+                           "paxos_request_standing_prepare('high', %s, %s, 50)",
+                           (group, base)) == [(True, True)]
+        answer = {}
+
+        def accept():
+            conn = node.connect()
+            try:
+                answer['accepted'] = conn.sql(
+                    "SELECT accepted FROM paxos_request_accept('low', %s, %s, "
+                    "5, 'low/value', 'SELECT 1')", (group, base + 5))[0][0]
+            finally:
+                conn.close()
+
+        waiter = threading.Thread(target=accept)
+        waiter.start()
+        checks.wait_for('the accept waiting for the grant to commit',
+                        lambda: node.scalar("SELECT count(*) FROM pg_locks WHERE "
+                                            "locktype = 'advisory' AND NOT granted"))
+        granter.sql('COMMIT')
+    finally:
+        granter.close()
+    waiter.join(30)
+    assert answer == {'accepted': False}
+    assert node.scalar('SELECT value_id FROM pgp_metadata.round WHERE '
+                       'group_id = %s AND round_num = %s',
+                       (group, base + 5)) is None
