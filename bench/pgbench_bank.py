@@ -40,13 +40,16 @@ c/b and b/a for each client count.
     /usr/bin/python3 bench/pgbench_bank.py [--duration 20] [--clients 1,8]
                                            [--only a,b,c] [--max-tries 10]
                                            [--paxos-setting NAME=VALUE ...]
-                                           [--cpu]
+                                           [--cpu] [--rate TPS]
 
 With --cpu it also prints, for every run, where the CPU time goes: CPU
 microseconds per transaction by process role (client backends, pg_paxos's
 RPC backends and background workers, walsenders, a standby's startup
 process, pgbench ...), sampled from /proc over the middle of the run
-(bench/cpu_roles.py).
+(bench/cpu_roles.py).  With --rate TPS every run is held to that total
+rate (pgbench -R, shared among the nodes as the clients are): CPU per
+transaction at the same load is the steadier figure to compare two builds
+by (saturated TPS moves by 20% and more between runs on a 2-core machine).
 
 Exit status 0 if every selected system ran and passed its checks.  Every
 server it starts is stopped (by data directory) and its files removed when
@@ -185,6 +188,7 @@ def run_pgbench(workdir, targets, duration, opts, sampler=None):
     for var in ('PGSERVICE', 'PGOPTIONS', 'PGPASSWORD', 'PGSSLMODE'):
         env.pop(var, None)
     cpus = os.cpu_count() or 1
+    total_clients = sum(clients for _, clients in targets)
     procs = []
     try:
         for i, (node, clients) in enumerate(targets):
@@ -195,6 +199,9 @@ def run_pgbench(workdir, targets, duration, opts, sampler=None):
                    '-c', str(clients), '-j', str(min(clients, cpus)),
                    '-T', str(duration), '--max-tries', str(opts.max_tries),
                    '--failures-detailed', '-f', script, 'postgres']
+            if opts.rate:
+                # the total rate, shared as the clients are
+                cmd[1:1] = ['-R', '%.1f' % (opts.rate * clients / total_clients)]
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=err, env=env)
             _running.append(proc)
@@ -586,6 +593,11 @@ def main():
     parser.add_argument('--cpu', action='store_true',
                         help='also print CPU time per transaction by '
                              'process role (bench/cpu_roles.py)')
+    parser.add_argument('--rate', type=float, default=None, metavar='TPS',
+                        help='run every system at this total rate (pgbench -R) '
+                             'instead of as fast as it goes: with --cpu, CPU '
+                             'per transaction at the same load, which varies '
+                             'much less from run to run than TPS')
     parser.add_argument('--paxos-setting', action='append', default=[],
                         metavar='NAME=VALUE', type=pgcluster.setting_arg,
                         help='a server setting of the pg_paxos nodes (c), '
@@ -593,6 +605,8 @@ def main():
     opts = parser.parse_args()
     if opts.duration < 1:
         parser.error('--duration must be at least 1')
+    if opts.rate is not None and opts.rate <= 0:
+        parser.error('--rate must be a positive number of transactions per second')
     PAXOS_SETTINGS.update(opts.paxos_setting)
 
     # SIGTERM becomes SystemExit, so that every finally clause runs.
@@ -602,9 +616,10 @@ def main():
     results = {}
     try:
         print('pgbench bank workload: %d rows, %d s per run, clients %s, '
-              '-M %s, --max-tries %d, fsync on'
+              '-M %s, --max-tries %d, fsync on%s'
               % (ROWS, opts.duration, ','.join(map(str, opts.clients)),
-                 opts.mode, opts.max_tries))
+                 opts.mode, opts.max_tries,
+                 ', held to %g TPS' % opts.rate if opts.rate else ''))
         if PAXOS_SETTINGS:
             print('pg_paxos nodes also set: %s' % ', '.join(
                 '%s=%s' % kv for kv in sorted(PAXOS_SETTINGS.items())))
