@@ -17,6 +17,7 @@
 #include "pg_paxos.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -53,6 +54,7 @@ typedef struct AcceptArgs
 
 static void BallotFromArgs(FunctionCallInfo fcinfo, px_ballot *ballot,
 						   char **group_id, int64 *round);
+static void RequireReadCommitted(void);
 static bool PrepareStep(px_acceptor_state *st, void *arg);
 static bool AcceptStep(px_acceptor_state *st, void *arg);
 static Datum TextOrNull(const char *s, bool *isnull);
@@ -86,6 +88,25 @@ BallotFromArgs(FunctionCallInfo fcinfo, px_ballot *ballot, char **group_id,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("current_proposer_id must be between 1 and %d bytes",
 						PX_PROPOSER_ID_MAX - 1)));
+}
+
+/*
+ * RequireReadCommitted refuses to run a prepare or accept in a transaction
+ * that sees an older state than the latest: each reads what committed
+ * while it waited for its locks (a round's row, the group's promises), and
+ * under REPEATABLE READ or SERIALIZABLE it would decide on what it saw
+ * when its transaction began.  pg_paxos's own connections ask for READ
+ * COMMITTED (peer_connection.c), whatever the server's default.
+ */
+static void
+RequireReadCommitted(void)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("paxos acceptor steps must run under READ COMMITTED"),
+				 errhint("Call them outside a REPEATABLE READ or SERIALIZABLE transaction; "
+						 "pg_paxos's own connections do.")));
 }
 
 /* PrepareStep is phase 1b on the stored state, under the standing promise. */
@@ -209,6 +230,7 @@ Prepare(FunctionCallInfo fcinfo, bool standing)
 	MemoryContext outer = CurrentMemoryContext;
 	HeapTuple	tuple;
 
+	RequireReadCommitted();
 	BallotFromArgs(fcinfo, &pa.ballot, &group_id, &round);
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "pg_paxos: return type must be a row type");
@@ -278,6 +300,7 @@ paxos_request_accept(PG_FUNCTION_ARGS)
 	GroupInfo	group;
 	int64		max_round = -1;
 
+	RequireReadCommitted();
 	BallotFromArgs(fcinfo, &aa.ballot, &group_id, &round);
 	aa.value.id = PaxosTextArg(fcinfo, 4, "proposed_value_id");
 	aa.value.data = PaxosTextArgOrNull(fcinfo, 5);

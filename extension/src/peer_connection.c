@@ -79,9 +79,15 @@ PeerGet(const char *connstr)
 bool
 PeerStartConnect(PeerConnection *peer)
 {
-	/* the peer's backend runs only our short RPC queries: no JIT there */
+	/*
+	 * The peer's backend runs only our short RPC queries: no JIT there.
+	 * Each acceptor step reads what committed while it waited for its
+	 * locks: READ COMMITTED, whatever the server's default isolation.
+	 */
 	const char *keys[] = {"application_name", "options", "dbname", NULL};
-	const char *vals[] = {"pg_paxos", "-c jit=off", peer->connstr, NULL};
+	const char *vals[] = {"pg_paxos",
+		"-c jit=off -c default_transaction_isolation=read\\ committed",
+	peer->connstr, NULL};
 
 	Assert(peer->state == PEER_DISCONNECTED);
 	if (GetCurrentTimestamp() < peer->retry_after)

@@ -9,6 +9,9 @@ lower ballot, is chosen: the leader must find it there, not overwrite it.
 import threading
 from contextlib import ExitStack
 
+import psycopg2
+import pytest
+
 import checks
 import pgcluster
 
@@ -144,3 +147,31 @@ def test_an_accept_that_waited_for_a_grant_is_bound_by_it(cluster_factory):
     assert node.scalar('SELECT value_id FROM pgp_metadata.round WHERE '
                        'group_id = %s AND round_num = %s',
                        (group, base + 5)) is None
+
+
+def test_acceptor_steps_run_read_committed_only(cluster_factory):
+    """A prepare or accept reads what committed while it waited for its
+    locks: it refuses a transaction that keeps an older snapshot, and
+    pg_paxos's own connections ask for READ COMMITTED, so a server whose
+    default isolation is REPEATABLE READ still appends."""
+    node = cluster_factory(1, {'default_transaction_isolation':
+                               'repeatable read'})[0]
+    group = 'standing_iso'
+    node.sql('SELECT paxos_create_group(%s, %s)', (group, node.peer_connstr))
+    assert node.scalar("SHOW default_transaction_isolation") == 'repeatable read'
+    assert node.scalar("SELECT paxos_append('me', %s, 'SELECT 1')", (group,)) >= 1
+
+    conn = node.connect()
+    try:
+        for call in ("paxos_request_prepare('rr', %s, 500, 7)",
+                     "paxos_request_standing_prepare('rr', %s, 500, 7)",
+                     "paxos_request_accept('rr', %s, 500, 7, 'rr/v', 'SELECT 1')"):
+            with pytest.raises(psycopg2.Error) as err:
+                conn.sql('SELECT * FROM ' + call, (group,))
+            assert err.value.pgcode == '25000', call
+            assert 'READ COMMITTED' in err.value.pgerror
+        conn.sql("SET default_transaction_isolation TO 'read committed'")
+        assert conn.sql("SELECT promised FROM paxos_request_prepare("
+                        "'rr', %s, 500, 7)", (group,)) == [(True,)]
+    finally:
+        conn.close()
