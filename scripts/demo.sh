@@ -55,6 +55,33 @@ bindir() {
 	"$PG_CONFIG" --bindir
 }
 
+# The installed extension's SQL script, fingerprinted: the nodes' pg_paxos
+# objects are made from it when their database is created, and a later
+# build's library expects its own (the script is still version 1.0, with
+# no upgrade path between builds).
+extension_stamp() {
+	md5sum "$("$PG_CONFIG" --sharedir)/extension/pg_paxos--1.0.sql" | cut -d' ' -f1
+}
+
+# check_stamp refuses data made by another build of pg_paxos; new data
+# gets this build's stamp.
+check_stamp() {
+	local stamp data
+	stamp=$(extension_stamp)
+	for data in "$DIR"/node*/data; do
+		[ -d "$data" ] || continue
+		if [ "$(cat "$DIR/extension.md5" 2>/dev/null)" != "$stamp" ]; then
+			echo "demo: the data in $DIR was made by another build of pg_paxos" \
+				"(its SQL objects differ from the installed ones)." >&2
+			echo "hint: scripts/demo.sh clean removes it; make demo then" \
+				"starts over." >&2
+			exit 1
+		fi
+		return 0
+	done
+	echo "$stamp" >"$DIR/extension.md5"
+}
+
 port_of() { echo "${PORTS[$(($1 - 1))]}"; }
 agent_port_of() { echo "${AGENT_PORTS[$(($1 - 1))]}"; }
 agent_pid_file() { echo "$DIR/node$1/paxosd.pid"; }
@@ -171,6 +198,7 @@ cmd_start() {
 	mkdir -p "$DIR"
 	chmod 755 "$DIR"
 	touch "$DIR/$MARKER"
+	check_stamp
 	# one admin token for every agent of the demo, made once
 	if [ ! -s "$DIR/admin_token" ]; then
 		(umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' \
