@@ -249,8 +249,8 @@ Prepare(FunctionCallInfo fcinfo, bool standing)
 		pa.round = round;
 		RoundStoreStep(group_id, round, PrepareStep, &pa, &st);
 	}
-	/* a grant's answer must show every acceptance that took the lock before it */
-	max_round = granted ? RoundStoreMaxRoundLatest(group_id) : RoundStoreMaxRound(group_id, true);
+	/* a fresh snapshot: a grant's answer shows every acceptance that locked before it */
+	max_round = RoundStoreMaxRound(group_id, true);
 
 	MemoryContextSwitchTo(outer);
 	PromiseToDatums(&pa.reply, max_round, group.config_round, values, nulls);

@@ -28,7 +28,6 @@
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 /* The fourth field of the advisory lock tag of a group's promises. */
@@ -86,11 +85,12 @@ LockPromisesWhenFree(const char *group_id)
 }
 
 /*
- * PaxosLoadStanding reads this acceptor's standing promise in a group,
- * with the latest snapshot: the caller holds the group's promises lock,
- * and a grant that committed while it waited for it must bind it.  The
- * statement's snapshot, taken before, would not show it (a lower ballot
- * then got a value accepted in a round the grant had reported free).
+ * PaxosLoadStanding reads this acceptor's standing promise in a group with
+ * a snapshot of its own, as every acceptor read does (READ COMMITTED,
+ * which acceptor_rpc.c requires): the caller holds the group's promises
+ * lock, and a grant that committed while it waited for it must bind it.
+ * The statement's snapshot, taken before, would not show it (a lower
+ * ballot then got a value accepted in a round the grant had reported free).
  */
 void
 PaxosLoadStanding(const char *group_id, px_standing *standing)
@@ -102,11 +102,10 @@ PaxosLoadStanding(const char *group_id, px_standing *standing)
 
 	px_standing_init(standing);
 	values[0] = CStringGetTextDatum(group_id);
-	if (SPI_execute_snapshot(PaxosKeptPlan(&plan, "SELECT from_round, proposal_num, proposer_id"
-										   " FROM pgp_metadata.standing_promise WHERE group_id = $1",
-										   1, types),
-							 values, NULL, GetLatestSnapshot(), InvalidSnapshot, true, false,
-							 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(PaxosKeptPlan(&plan, "SELECT from_round, proposal_num, proposer_id"
+									   " FROM pgp_metadata.standing_promise WHERE group_id = $1",
+									   1, types),
+						 values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_paxos: could not read the standing promise of group \"%s\"", group_id);
 	if (SPI_processed == 0)
 		return;
