@@ -359,6 +359,9 @@ extern Size PaxosBatchShmemSize(void);
 extern void PaxosBatchShmemInit(void);
 
 /* apply progress in shared memory (apply_progress.c) */
+extern Size PaxosIncarnationShmemSize(void);
+extern void PaxosIncarnationShmemInit(void);
+extern uint64 PaxosIncarnation(void);
 extern Size PaxosProgressShmemSize(void);
 extern void PaxosProgressShmemInit(void);
 extern void PaxosProgressInit(void);
@@ -478,6 +481,7 @@ typedef struct PaxosEntry
 	int64		x;				/* round its snapshot had seen */
 	int64		until;			/* last round it may commit in (-1: any) */
 	TransactionId xid;			/* its transaction id at the origin */
+	uint64		incarnation;	/* the origin's life that xid belongs to */
 	Datum		check;			/* text[]: keys that must be unchanged since x */
 	Datum		write;			/* text[]: keys it writes */
 } PaxosEntry;

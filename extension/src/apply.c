@@ -240,7 +240,12 @@ WaitForLocalOrigin(const char *group_id, const char *entry)
 	own = e.origin != NULL && strcmp(e.origin, PaxosOriginId()) == 0;
 	if (e.id == NULL || (!own && !rows_of_others))
 		return false;
-	if (own && TransactionIdIsValid(e.xid) && TransactionIdIsInProgress(e.xid))
+	/*
+	 * Its xid names it only in the life of this server that began it
+	 * (capture.c): after a crash, the same xid may be the applier's own.
+	 */
+	if (own && TransactionIdIsValid(e.xid) && e.incarnation == PaxosIncarnation() &&
+		TransactionIdIsInProgress(e.xid))
 		XactLockTableWait(e.xid, NULL, NULL, XLTW_None);
 
 	/*

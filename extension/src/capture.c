@@ -34,6 +34,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
@@ -43,6 +44,7 @@
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(paxos_capture_trigger);
 
@@ -85,6 +87,38 @@ PaxosOriginId(void)
 									 psprintf("%s/" UINT64_FORMAT "/%d", PaxosNodeId,
 											  GetSystemIdentifier(), PostPortNumber));
 	return origin;
+}
+
+/*
+ * This server's life: a new one begins whenever shared memory is made
+ * afresh (start, or restart after a crash).  A transaction id means the
+ * same transaction only within one life: a crash loses the ids that never
+ * reached the WAL, and the restarted server hands them out again.
+ */
+static uint64 *incarnation = NULL;
+
+Size
+PaxosIncarnationShmemSize(void)
+{
+	return MAXALIGN(sizeof(uint64));
+}
+
+/* PaxosIncarnationShmemInit starts a new life when shared memory is new. */
+void
+PaxosIncarnationShmemInit(void)
+{
+	bool		found;
+
+	incarnation = ShmemInitStruct("pg_paxos incarnation", PaxosIncarnationShmemSize(), &found);
+	if (!found)
+		*incarnation = (uint64) GetCurrentTimestamp();
+}
+
+/* PaxosIncarnation names this server's life in the entries it originates. */
+uint64
+PaxosIncarnation(void)
+{
+	return *incarnation;
 }
 
 /* PaxosInitCapture registers the transaction callbacks (from _PG_init). */
@@ -279,8 +313,8 @@ CommitChanges(void)
 	Datum		values[2];
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "\"x\":" INT64_FORMAT ",\"xid\":%u,\"origin\":",
-					 txn_x, GetTopTransactionId());
+	appendStringInfo(&buf, "\"x\":" INT64_FORMAT ",\"xid\":%u,\"incarnation\":" UINT64_FORMAT
+					 ",\"origin\":", txn_x, GetTopTransactionId(), PaxosIncarnation());
 	escape_json(&buf, PaxosOriginId());
 	{
 		List	   *checks = NIL;

@@ -90,6 +90,7 @@ PaxosParseEntry(const char *text, PaxosEntry *entry)
 	Jsonb	   *jb;
 	char	   *x;
 	char	   *xid;
+	char	   *incarnation;
 	char	   *until;
 
 	/*
@@ -117,10 +118,12 @@ PaxosParseEntry(const char *text, PaxosEntry *entry)
 	entry->origin = StringField(&jb->root, "origin");
 	x = StringField(&jb->root, "x");
 	xid = StringField(&jb->root, "xid");
+	incarnation = StringField(&jb->root, "incarnation");
 	until = StringField(&jb->root, "until");
 	entry->x = x ? strtoi64(x, NULL, 10) : -1;
 	entry->until = until ? strtoi64(until, NULL, 10) : -1;
 	entry->xid = xid ? (TransactionId) strtoul(xid, NULL, 10) : InvalidTransactionId;
+	entry->incarnation = incarnation ? strtou64(incarnation, NULL, 10) : 0;
 	entry->check = KeyArray(&jb->root, "check");
 	entry->write = KeyArray(&jb->root, "write");
 }

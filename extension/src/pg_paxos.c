@@ -87,15 +87,16 @@ PaxosWorkerConnect(const char *name)
 }
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* PaxosShmemRequest asks for the leaders' views, the commit queue and the
- * apply progress. */
+/* PaxosShmemRequest asks for the leaders' views, the commit queue, the
+ * apply progress and the server's incarnation. */
 static void
 PaxosShmemRequest(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(add_size(PaxosLeaderShmemSize(), PaxosBatchShmemSize()),
-								   PaxosProgressShmemSize()));
+	RequestAddinShmemSpace(add_size(add_size(add_size(PaxosLeaderShmemSize(), PaxosBatchShmemSize()),
+											 PaxosProgressShmemSize()),
+									PaxosIncarnationShmemSize()));
 	RequestNamedLWLockTranche("pg_paxos", 2);
 }
 
@@ -109,6 +110,7 @@ PaxosShmemStartup(void)
 	PaxosLeaderShmemInit();
 	PaxosBatchShmemInit();
 	PaxosProgressShmemInit();
+	PaxosIncarnationShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

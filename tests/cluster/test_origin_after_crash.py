@@ -1,0 +1,140 @@
+"""
+A transaction id names one transaction only within one life of a server.
+The applier waits for the transaction that originated an entry on this
+node (apply.c, WaitForLocalOrigin) until it ends, by its xid.  A crash
+loses every xid that never reached the WAL, and the restarted server hands
+those ids out again: an entry whose origin transaction died in the crash
+then names someone else's transaction, or the applier's own, which it
+would wait for forever (the CI run that found this: a node stuck for 30 s
+after a restart in test_local_commit_flush).
+
+The test makes a follower lose a committed transaction's xid: its WAL
+writer frozen, the leader's links to it cut so that no accept reaches it,
+a commit whose writes are all in the log skips its flush
+(local_writes.c), then SIGKILL.  Restarted while cut off from its peers
+(so nothing is applied yet), it gives that xid again to a session of the
+test, which keeps it open; once the links heal, the node must apply the
+entry from the log and converge while that session is still open.
+"""
+
+import os
+import re
+import signal
+import subprocess
+
+import psycopg2
+import pytest
+
+import checks
+import netfault
+import pgcluster
+
+GROUP = 'lives'
+DDL = 'CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL);'
+TABLES = ['t']
+ATTEMPTS = 5
+
+
+def records_of(node, xid, start_lsn):
+    """How many WAL records of transaction xid reached the node's disk."""
+    out = subprocess.run([os.path.join(pgcluster.pg_bindir(), 'pg_waldump'),
+                          '-p', os.path.join(node.datadir, 'pg_wal'),
+                          '-s', start_lsn],
+                         capture_output=True, text=True).stdout
+    return len(re.findall(r'tx:\s+%d,' % xid, out))
+
+
+def crash_losing_a_commit(cluster, net, node, b):
+    """Commit a transaction on node (a follower) that skips its flush, with
+    the leader's links to node cut and its WAL writer frozen, then kill
+    every process of the node; return the transaction's xid."""
+    walwriter = node.scalar("SELECT pid FROM pg_stat_activity "
+                            "WHERE backend_type = 'walwriter'")
+    start_lsn = node.scalar('SELECT pg_current_wal_insert_lsn()::text')
+    conn = psycopg2.connect(node.connstr)
+    pids = node.server_pids()
+    others = [n for n in cluster if n is not node]
+    os.kill(walwriter, signal.SIGSTOP)
+    try:
+        net.cut([(o, node) for o in others])
+        cur = conn.cursor()
+        cur.execute("INSERT INTO t VALUES (%s, 'x')", (b,))
+        cur.execute("UPDATE t SET v = %s WHERE id = 0", ('y%d' % b,))
+        cur.execute('SELECT pg_current_xact_id()::text')
+        xid = int(cur.fetchone()[0])
+        conn.commit()
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    conn.close()
+    node.disconnect()
+    checks.wait_for('the killed node gone', lambda: not any(
+        os.path.exists('/proc/%d' % p) for p in pids), deadline=30)
+    return xid, records_of(node, xid, start_lsn)
+
+
+def take_xid(node, xid):
+    """A connection whose open transaction holds xid, drawn anew from the
+    restarted node; None if another process drew it first."""
+    conn = psycopg2.connect(node.connstr)
+    cur = conn.cursor()
+    while True:
+        cur.execute('SELECT pg_current_xact_id()::text')
+        got = int(cur.fetchone()[0])
+        if got == xid:
+            return conn
+        conn.rollback()
+        if got > xid:
+            conn.close()
+            return None
+
+
+@pytest.fixture
+def linked(request):
+    """3 nodes whose node-to-node traffic crosses netfault's proxy."""
+    cluster = pgcluster.Cluster(3, {'pg_paxos.leader_timeout': '2s'})
+    request.node._pgp_clusters = [cluster]
+    net = netfault.Network(cluster)
+    try:
+        cluster.start()
+        net.start()
+        yield cluster, net
+    finally:
+        net.close()
+        cluster.destroy()
+
+
+def test_applier_never_waits_for_an_xid_of_an_earlier_life(linked):
+    cluster, net = linked
+    checks.setup_replication(cluster, GROUP, DDL, TABLES)
+    cluster[0].sql("INSERT INTO t VALUES (0, 'before')")
+    checks.wait_tables_identical(cluster.nodes, TABLES)
+
+    tried = []
+    for attempt in range(1, ATTEMPTS + 1):
+        leader = checks.wait_agreed_leader(cluster.nodes, GROUP)
+        node = [n for n in cluster if n is not leader][0]
+        xid, on_disk = crash_losing_a_commit(cluster, net, node, attempt)
+        net.isolate(node)
+        node.start()
+        holder = take_xid(node, xid) if on_disk == 0 else None
+        tried.append((xid, on_disk, holder is not None))
+        print('attempt %d: xid %d, %d records on disk, drawn again: %s'
+              % ((attempt,) + tried[-1]))
+        net.heal_all()
+        try:
+            checks.wait_tables_identical(cluster.nodes, TABLES)
+            assert dict(node.sql('SELECT id, v FROM t WHERE id IN (0, %s)',
+                                 (attempt,))) == {0: 'y%d' % attempt,
+                                                  attempt: 'x'}
+        finally:
+            if holder is not None:
+                holder.close()
+        if holder is not None:
+            return
+    pytest.fail('no crash left a lost xid for the test to draw again in %d '
+                'attempts (xid, its records on disk, drawn): %r'
+                % (ATTEMPTS, tried))
