@@ -23,7 +23,11 @@ seconds with each client count of --clients (default 1 and 8) against:
       and replicated with paxos_replicate_table('bank', 'bank_balance') on
       node 1, rows loaded through node 1 in one transaction; the clients are
       spread over the three nodes (8 -> 3/3/2, 1 -> node 1 only), one pgbench
-      per node, all at once, their TPS summed.
+      per node, all at once, their TPS summed;
+  (l) the same pg_paxos group with every client on the leader's node, as
+      (b)'s clients are on its primary: what replication itself costs, without
+      followers forwarding their commits and asking the leader before their
+      reads.
 
 Every node is a real server started by tests/cluster/pgcluster.py (temporary
 directory, free port on 127.0.0.1, fsync on, same settings for all three
@@ -35,10 +39,10 @@ the number of transactions pgbench counted as processed, on every node of
 the system (standbys and Paxos nodes are given time to catch up).
 
 It prints TPS and mean latency for each (system, clients), then the ratios
-c/b and b/a for each client count.
+c/b, l/b and b/a for each client count.
 
     /usr/bin/python3 bench/pgbench_bank.py [--duration 20] [--clients 1,8]
-                                           [--only a,b,c] [--max-tries 10]
+                                           [--only a,b,c,l] [--max-tries 10]
                                            [--paxos-setting NAME=VALUE ...]
                                            [--cpu] [--rate TPS]
 
@@ -99,6 +103,7 @@ SYSTEMS = {
     'a': '(a) plain PostgreSQL',
     'b': '(b) streaming repl. ANY 1 (s1, s2)',
     'c': '(c) pg_paxos, 3 nodes',
+    'l': '(l) pg_paxos, clients on leader',
 }
 
 CATCH_UP_TIMEOUT = 60.0
@@ -349,7 +354,7 @@ class System:
         """Before each measurement: vacuum the table, checkpoint."""
         for node in self.cluster:
             try:
-                if node is self.cluster[0] or self.key == 'c':
+                if node is self.cluster[0] or self.key in ('c', 'l'):
                     node.sql('VACUUM bank_balance')
                 node.sql('CHECKPOINT')
             except Exception as e:      # only makes runs comparable
@@ -365,6 +370,22 @@ class PaxosSystem(System):
                                           else 0)
                  for i in range(len(nodes))]
         return [(n, c) for n, c in zip(nodes, share) if c > 0]
+
+
+class PaxosLeaderSystem(System):
+
+    def targets(self, clients):
+        return [(leader_node(self.cluster), clients)]
+
+
+def leader_node(cluster):
+    """The node every node names as the group's leader."""
+    def agreed():
+        names = {n.scalar('SELECT leader_id FROM paxos_node_status() '
+                          'WHERE group_id = %s', (GROUP,)) for n in cluster}
+        return len(names) == 1 and None not in names and names.pop()
+    name = wait_for('an agreed leader', agreed)
+    return [n for n in cluster if n.name == name][0]
 
 
 def start_a(cluster_holder):
@@ -482,7 +503,12 @@ def start_c(cluster_holder):
     return PaxosSystem('c', cluster)
 
 
-STARTERS = {'a': start_a, 'b': start_b, 'c': start_c}
+def start_l(cluster_holder):
+    system = start_c(cluster_holder)
+    return PaxosLeaderSystem('l', system.cluster)
+
+
+STARTERS = {'a': start_a, 'b': start_b, 'c': start_c, 'l': start_l}
 
 
 def bench_system(key, opts, workdir):
@@ -583,8 +609,8 @@ def main():
     parser.add_argument('--clients', type=client_list, default=[1, 8],
                         help='client counts, comma-separated (default 1,8)')
     parser.add_argument('--only', type=lambda s: parse_list(s, SYSTEMS),
-                        default=['a', 'b', 'c'],
-                        help='systems to run, of a,b,c (default all)')
+                        default=['a', 'b', 'c', 'l'],
+                        help='systems to run, of a,b,c,l (default all)')
     parser.add_argument('--max-tries', type=int, default=10,
                         help="pgbench --max-tries (default 10)")
     parser.add_argument('--mode', default='prepared',
@@ -623,7 +649,7 @@ def main():
         if PAXOS_SETTINGS:
             print('pg_paxos nodes also set: %s' % ', '.join(
                 '%s=%s' % kv for kv in sorted(PAXOS_SETTINGS.items())))
-        for key in 'abc':
+        for key in 'abcl':
             if key in opts.only:
                 results[key] = bench_system(key, opts, workdir)
     except KeyboardInterrupt:
@@ -659,7 +685,7 @@ def main():
         return r['tps'] if r and r['tps'] > 0 else None
 
     print('\n== ratios (TPS)')
-    for num, den in (('c', 'b'), ('b', 'a')):
+    for num, den in (('c', 'b'), ('l', 'b'), ('b', 'a')):
         if num not in opts.only or den not in opts.only:
             continue
         for clients in opts.clients:

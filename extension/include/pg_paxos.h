@@ -288,6 +288,9 @@ extern void PaxosCopyMetadataRows(PGconn *conn, const char *group_id,
 								  const char *display, const char *table);
 extern void PaxosInitCapture(void);
 extern const char *PaxosOriginId(void);
+extern Size PaxosIncarnationShmemSize(void);
+extern void PaxosIncarnationShmemInit(void);
+extern uint64 PaxosIncarnation(void);
 extern void PaxosAddRowKeys(Relation rel, const char *relname, HeapTuple tuple,
 							List **check, List **write);
 extern void PaxosAddTableKeys(const char *relname, bool table_level,
@@ -359,9 +362,6 @@ extern Size PaxosBatchShmemSize(void);
 extern void PaxosBatchShmemInit(void);
 
 /* apply progress in shared memory (apply_progress.c) */
-extern Size PaxosIncarnationShmemSize(void);
-extern void PaxosIncarnationShmemInit(void);
-extern uint64 PaxosIncarnation(void);
 extern Size PaxosProgressShmemSize(void);
 extern void PaxosProgressShmemInit(void);
 extern void PaxosProgressInit(void);
