@@ -11,10 +11,13 @@ after a restart in test_local_commit_flush).
 The test makes a follower lose a committed transaction's xid: its WAL
 writer frozen, the leader's links to it cut so that no accept reaches it,
 a commit whose writes are all in the log skips its flush
-(local_writes.c), then SIGKILL.  Restarted while cut off from its peers
-(so nothing is applied yet), it gives that xid again to a session of the
-test, which keeps it open; once the links heal, the node must apply the
-entry from the log and converge while that session is still open.
+(local_writes.c), then a crash: SIGKILL of every process, or of the WAL
+writer alone, after which the postmaster restarts the others itself
+(restart_after_crash) with shared memory made afresh.  Back while cut off
+from its peers (so nothing is applied yet), the node gives that xid again
+to a session of the test, which keeps it open; once the links heal, the
+node must apply the entry from the log and converge while that session is
+still open.
 """
 
 import os
@@ -44,15 +47,19 @@ def records_of(node, xid, start_lsn):
     return len(re.findall(r'tx:\s+%d,' % xid, out))
 
 
-def crash_losing_a_commit(cluster, net, node, b):
+def crash_losing_a_commit(cluster, net, node, b, crash):
     """Commit a transaction on node (a follower) that skips its flush, with
-    the leader's links to node cut and its WAL writer frozen, then kill
-    every process of the node; return the transaction's xid."""
+    the leader's links to node cut and its WAL writer frozen, cut node off
+    from its peers and crash it: 'server' kills every process of the node
+    (restarted here, cut off), 'children' only its WAL writer, and the
+    postmaster restarts the others itself (restart_after_crash), with
+    shared memory made afresh.  Returns the transaction's xid and, for a
+    server crash, how many of its WAL records reached the disk."""
     walwriter = node.scalar("SELECT pid FROM pg_stat_activity "
                             "WHERE backend_type = 'walwriter'")
     start_lsn = node.scalar('SELECT pg_current_wal_insert_lsn()::text')
     conn = psycopg2.connect(node.connstr)
-    pids = node.server_pids()
+    pids = node.server_pids() if crash == 'server' else [walwriter]
     others = [n for n in cluster if n is not node]
     os.kill(walwriter, signal.SIGSTOP)
     try:
@@ -63,6 +70,7 @@ def crash_losing_a_commit(cluster, net, node, b):
         cur.execute('SELECT pg_current_xact_id()::text')
         xid = int(cur.fetchone()[0])
         conn.commit()
+        net.isolate(node)
     finally:
         for pid in pids:
             try:
@@ -71,9 +79,24 @@ def crash_losing_a_commit(cluster, net, node, b):
                 pass
     conn.close()
     node.disconnect()
-    checks.wait_for('the killed node gone', lambda: not any(
+    checks.wait_for('the killed processes gone', lambda: not any(
         os.path.exists('/proc/%d' % p) for p in pids), deadline=30)
-    return xid, records_of(node, xid, start_lsn)
+    if crash == 'children':
+        checks.wait_for('the node back after its crash', lambda: accepts(node),
+                        deadline=60)
+        return xid, None
+    on_disk = records_of(node, xid, start_lsn)
+    node.start()
+    return xid, on_disk
+
+
+def accepts(node):
+    """Whether the node takes connections (its crash recovery is over)."""
+    try:
+        psycopg2.connect(node.connstr, connect_timeout=2).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
 
 
 def take_xid(node, xid):
@@ -107,7 +130,8 @@ def linked(request):
         cluster.destroy()
 
 
-def test_applier_never_waits_for_an_xid_of_an_earlier_life(linked):
+@pytest.mark.parametrize('crash', ['server', 'children'])
+def test_applier_never_waits_for_an_xid_of_an_earlier_life(linked, crash):
     cluster, net = linked
     checks.setup_replication(cluster, GROUP, DDL, TABLES)
     cluster[0].sql("INSERT INTO t VALUES (0, 'before')")
@@ -117,12 +141,10 @@ def test_applier_never_waits_for_an_xid_of_an_earlier_life(linked):
     for attempt in range(1, ATTEMPTS + 1):
         leader = checks.wait_agreed_leader(cluster.nodes, GROUP)
         node = [n for n in cluster if n is not leader][0]
-        xid, on_disk = crash_losing_a_commit(cluster, net, node, attempt)
-        net.isolate(node)
-        node.start()
-        holder = take_xid(node, xid) if on_disk == 0 else None
+        xid, on_disk = crash_losing_a_commit(cluster, net, node, attempt, crash)
+        holder = take_xid(node, xid) if not on_disk else None
         tried.append((xid, on_disk, holder is not None))
-        print('attempt %d: xid %d, %d records on disk, drawn again: %s'
+        print('attempt %d: xid %d, records on disk %s, drawn again: %s'
               % ((attempt,) + tried[-1]))
         net.heal_all()
         try:
