@@ -261,6 +261,7 @@ extern void PaxosWorkerConnect(const char *name);
 
 extern int64 PaxosAppendValue(const char *group_id, const char *value_id,
 							  const char *value);
+extern int64 PaxosCopyChosen(const char *group_id, int64 from_round, int64 to_round);
 extern int64 PaxosLearnLog(const char *group_id, int64 from_round,
 						   int64 max_round);
 extern int64 PaxosMaxGroupRound(const char *group_id, bool accepted_only);

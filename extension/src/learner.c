@@ -250,6 +250,26 @@ PaxosLearnLog(const char *group_id, int64 from_round, int64 max_round)
 	return learned;
 }
 
+/*
+ * PaxosCopyChosen has this node's acceptor record what its peers know as
+ * chosen in [from_round, to_round], running Paxos for nothing; returns how
+ * many rounds were new here.  For a member that could not reach a majority
+ * of the members it knows: a membership change it missed is learned so.
+ */
+int64
+PaxosCopyChosen(const char *group_id, int64 from_round, int64 to_round)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	GroupInfo	group;
+	char	   *own;
+
+	SPI_connect();
+	GroupLoadOrError(group_id, &group);
+	own = MemoryContextStrdup(outer, group.own_connection_string);
+	SPI_finish();
+	return CopyDecidedThroughSelf(group_id, own, from_round, to_round);
+}
+
 /* paxos_learn_log: see PaxosLearnLog. */
 Datum
 paxos_learn_log(PG_FUNCTION_ARGS)

@@ -106,6 +106,10 @@ OnMaxRound(void *arg, int host, PGresult *res, const char *error)
  * MAX_ROUND_ATTEMPTS times, when too few members answered: with one member
  * silent (crashed, or cut off by a partition) a single slow answer from
  * another would otherwise fail a strong read although a majority is up.
+ * If that is not enough, this node's member list may be out of date (a
+ * member left, another is down, and this node has not learned the change
+ * yet): it copies what the members that answered know as chosen, and asks
+ * once more if that changed the membership.
  */
 int64
 PaxosMaxGroupRound(const char *group_id, bool accepted_only)
@@ -119,13 +123,18 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 	const char *params[2];
 	MemoryContext outer = CurrentMemoryContext;
 	int			attempt;
-	List	   *others = NIL;
+	List	   *others;
 	int			nhosts;
-	int64		own_round = -1;
-	bool		own_answer = false;
+	int64		own_round;
+	bool		own_answer;
 	ListCell   *lc;
 	PaxosLeaderInfo leader;
+	bool		relearned = false;
 
+again:
+	others = NIL;
+	own_answer = false;
+	own_round = -1;
 	SPI_connect();
 	GroupLoadOrError(group_id, &group);
 	hosts = GroupHostsForRound(group_id, PG_INT64_MAX);
@@ -183,6 +192,19 @@ PaxosMaxGroupRound(const char *group_id, bool accepted_only)
 		if (attempt > 1)
 			pg_usleep(MAX_ROUND_RETRY_DELAY_MS * 1000L);
 		CHECK_FOR_INTERRUPTS();
+	}
+	if (mc.answers < mc.quorum && !relearned && mc.answers > (own_answer ? 1 : 0) &&
+		mc.max_round > group.last_applied_round)
+	{
+		int64		config_round = group.config_round;
+
+		relearned = true;
+		(void) PaxosCopyChosen(group_id, group.last_applied_round + 1, mc.max_round);
+		SPI_connect();
+		GroupLoadOrError(group_id, &group);
+		SPI_finish();
+		if (group.config_round != config_round)
+			goto again;
 	}
 	if (mc.answers < mc.quorum)
 		ereport(ERROR,

@@ -14,6 +14,8 @@ import signal
 import time
 
 import bank
+import checks
+import netfault
 import pgcluster
 
 DURATION = float(os.environ.get('PGP_FAILOVER_SECONDS', '16'))
@@ -223,6 +225,13 @@ def test_add_and_remove_node(cluster_factory):
         cluster.nodes.append(extra)
 
 
+def transfer(node, amount):
+    """Move amount from account 1 to account 2, in one transaction on node."""
+    node.sql('BEGIN; UPDATE bank_balance SET balance = balance - %s '
+             'WHERE account_number = 1; UPDATE bank_balance SET balance = '
+             'balance + %s WHERE account_number = 2; COMMIT', (amount, amount))
+
+
 def test_quorum_follows_membership(cluster_factory):
     """After a member leaves a group of 4, the 3 left tolerate the loss of
     one more: every process that proposes (the leader's batcher, which has
@@ -234,11 +243,6 @@ def test_quorum_follows_membership(cluster_factory):
     leader = wait_leader(cluster)
     others = [n for n in cluster if n is not leader]
     leaving, stopped = others[0], others[1]
-
-    def transfer(node, amount):
-        node.sql('BEGIN; UPDATE bank_balance SET balance = balance - %s '
-                 'WHERE account_number = 1; UPDATE bank_balance SET balance = '
-                 'balance + %s WHERE account_number = 2; COMMIT', (amount, amount))
 
     for node in cluster:                # every node's processes read 4 members
         transfer(node, 1)
@@ -262,3 +266,43 @@ def test_quorum_follows_membership(cluster_factory):
         time.sleep(0.2)
     assert sums == [bank.TOTAL] * 2
     assert firsts == [bank.INITIAL - 4 - 10] * 2
+
+
+def test_strong_read_learns_a_membership_change_it_missed(request):
+    """A node that has not learned that a member left, while another member
+    is down, finds only 2 of the 4 members it knows: its strong read copies
+    what the members that answered know as chosen, learns the change there,
+    and asks the 3 members left (multi_paxos.c).  The node is kept from
+    learning the change any other way: the leaving node's links to it are
+    cut (no confirmation reaches it) and its worker is frozen (no
+    background learning)."""
+    cluster = pgcluster.Cluster(4, SETTINGS)
+    request.node._pgp_clusters = [cluster]
+    net = netfault.Network(cluster)
+    try:
+        cluster.start()
+        net.start()
+        bank.setup(cluster)
+        leader = wait_leader(cluster)
+        leaving, stopped, behind = [n for n in cluster if n is not leader]
+        for node in cluster:            # every node's processes read 4 members
+            transfer(node, 1)
+        members = ("SELECT count(*) FROM pgp_metadata.host WHERE group_id = %s "
+                   "AND max_round_num IS NULL")
+        net.cut([(leaving, behind)])
+        with checks.worker_frozen(behind):
+            leaving.sql('SELECT paxos_leave_group(%s)', (bank.GROUP,))
+            stopped.stop()
+            transfer(leader, 2)
+            assert behind.scalar(members, (bank.GROUP,)) == 4
+            transfer(behind, 3)
+            assert behind.scalar(members, (bank.GROUP,)) == 3
+        survivors = [leader, behind]
+        checks.wait_for('the transfers everywhere', lambda: [
+            n.scalar('SELECT balance FROM bank_balance WHERE account_number = 1')
+            for n in survivors] == [bank.INITIAL - 4 - 5] * 2)
+        assert [n.scalar('SELECT sum(balance) FROM bank_balance')
+                for n in survivors] == [bank.TOTAL] * 2
+    finally:
+        net.close()
+        cluster.destroy()
