@@ -47,7 +47,7 @@ static bool OnDecidedRounds(void *arg, int host, PGresult *res, const char *erro
 static bool OnCount(void *arg, int host, PGresult *res, const char *error);
 static int64 CopyDecided(const char *group_id, List *peers_connstrs,
 						 int64 from_round, int64 to_round);
-static int64 CopyDecidedThroughSelf(const char *group_id, const char *own,
+static int64 CopyDecidedThroughSelf(const char *group_id, PeerConnection *self,
 									int64 from_round, int64 to_round);
 
 /*
@@ -134,10 +134,9 @@ OnCount(void *arg, int host, PGresult *res, const char *error)
  * from its peers, in a transaction of its own (see the locking rule).
  */
 static int64
-CopyDecidedThroughSelf(const char *group_id, const char *own, int64 from_round,
+CopyDecidedThroughSelf(const char *group_id, PeerConnection *self, int64 from_round,
 					   int64 to_round)
 {
-	PeerConnection *self = PeerGet(own);
 	char		from_str[32];
 	char		to_str[32];
 	const char *params[3];
@@ -211,7 +210,7 @@ PaxosLearnLog(const char *group_id, int64 from_round, int64 max_round)
 
 		/* copy what peers know as chosen */
 		if (member)
-			learned += CopyDecidedThroughSelf(group_id, group.own_connection_string,
+			learned += CopyDecidedThroughSelf(group_id, PeerGet(group.own_connection_string),
 											  missing[0], last);
 		else
 			learned += CopyDecided(group_id, others, missing[0], last);
@@ -259,15 +258,7 @@ PaxosLearnLog(const char *group_id, int64 from_round, int64 max_round)
 int64
 PaxosCopyChosen(const char *group_id, int64 from_round, int64 to_round)
 {
-	MemoryContext outer = CurrentMemoryContext;
-	GroupInfo	group;
-	char	   *own;
-
-	SPI_connect();
-	GroupLoadOrError(group_id, &group);
-	own = MemoryContextStrdup(outer, group.own_connection_string);
-	SPI_finish();
-	return CopyDecidedThroughSelf(group_id, own, from_round, to_round);
+	return CopyDecidedThroughSelf(group_id, PaxosSelfPeer(group_id), from_round, to_round);
 }
 
 /* paxos_learn_log: see PaxosLearnLog. */

@@ -243,6 +243,19 @@ def wait_for(what, predicate, deadline=30.0):
         time.sleep(0.05)
 
 
+def kill_processes(node, pids):
+    """SIGKILL pids, processes of node, and return once they are gone (the
+    node's shared connection is dropped)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    node.disconnect()
+    wait_for('the killed processes of %s gone' % node.name, lambda: not any(
+        os.path.exists('/proc/%d' % p) for p in pids), deadline=30)
+
+
 def wait_agreed_leader(nodes, group, deadline=20.0, stable=1.0):
     """The node that every node names as the group's leader, once they
     have agreed on it for `stable` seconds (paxos_node_status): right after

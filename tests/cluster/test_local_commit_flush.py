@@ -22,7 +22,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import psycopg2
 import pytest
@@ -98,15 +97,8 @@ def crash_after_commits(cluster, last, b):
         }
         skipped = commit(conn, [q.format(b=b) for q in LAST[last]])
     finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        checks.kill_processes(node, pids)
     conn.close()
-    node.disconnect()
-    checks.wait_for('the killed node gone', lambda: not any(
-        os.path.exists('/proc/%d' % p) for p in pids), deadline=30)
 
     on_disk = flushed_commits(node, start_lsn)
     for what, xid in flushed.items():

@@ -72,15 +72,8 @@ def crash_losing_a_commit(cluster, net, node, b, crash):
         conn.commit()
         net.isolate(node)
     finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        checks.kill_processes(node, pids)
     conn.close()
-    node.disconnect()
-    checks.wait_for('the killed processes gone', lambda: not any(
-        os.path.exists('/proc/%d' % p) for p in pids), deadline=30)
     if crash == 'children':
         checks.wait_for('the node back after its crash', lambda: accepts(node),
                         deadline=60)
