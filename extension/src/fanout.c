@@ -204,6 +204,19 @@ Progress(FanoutCallState *fc, PeerConnection **peers, int npeers, int host)
 }
 
 /*
+ * PaxosRpcTimeoutFor is how long a peer may take to answer a request that
+ * carries `bytes` of log values: pg_paxos.rpc_timeout, and a second more
+ * per MB.  Storing and flushing a large entry (a 100,000-row COPY is about
+ * 13 MB) takes a busy node longer than the usual request, and a proposer
+ * that gives up on it only sends it all again.
+ */
+int
+PaxosRpcTimeoutFor(size_t bytes)
+{
+	return PaxosRpcTimeoutMs + (int) Min(bytes / 1024, (size_t) 3600 * 1000);
+}
+
+/*
  * FanoutCall sends RPC `kind` with `params` to every peer and feeds the
  * answers to fn until fn returns true, every peer has answered or failed,
  * or timeout_ms has passed.  stats counts what happened.  With fn NULL it

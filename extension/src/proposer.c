@@ -765,7 +765,8 @@ restart:
 			params[6], params[7], params[4], params[5], params[8]};
 
 			rc.status = PX_WAIT;
-			FanoutCall(peers, npeers, RPC_ACCEPT, accept_params, 9, PaxosRpcTimeoutMs,
+			FanoutCall(peers, npeers, RPC_ACCEPT, accept_params, 9,
+					   PaxosRpcTimeoutFor(p.proposal.data ? strlen(p.proposal.data) : 0),
 					   OnAccepted, &rc, &stats);
 		}
 		params[4] = params[5] = NULL;
@@ -848,7 +849,8 @@ restart:
 		}
 		else
 		{
-			FanoutCall(peers, npeers, RPC_CONFIRM, params, 6, PaxosRpcTimeoutMs,
+			FanoutCall(peers, npeers, RPC_CONFIRM, params, 6,
+					   PaxosRpcTimeoutFor(p.proposal.data ? strlen(p.proposal.data) : 0),
 					   lcol.needed > 0 || lcol.local >= 0 ? OnLearned : NULL, &lcol, &stats);
 			if (lcol.acks < lcol.needed)
 				NoMajority(group_id, round, npeers, &stats);

@@ -126,13 +126,13 @@ ForwardToLeader(const char *connstr, const char *group_id, const char *entry,
 	FanoutStats stats;
 
 	/*
-	 * A leader answers within one round trip to its acceptors, unless it
-	 * froze or lost its majority: then stop waiting after a few leader
-	 * timeouts and settle the entry (cancelling it is safe even if the
+	 * A leader answers within one round trip to its acceptors (longer for
+	 * a large entry), unless it froze or lost its majority: then stop
+	 * waiting after a few leader timeouts and settle the entry (cancelling it is safe even if the
 	 * leader wakes up and appends it later).
 	 */
 	FanoutCall(&leader, 1, RPC_SUBMIT, params, 2,
-			   Max(PaxosRpcTimeoutMs, 4 * PaxosLeaderTimeoutMs),
+			   Max(PaxosRpcTimeoutFor(strlen(entry)), 4 * PaxosLeaderTimeoutMs),
 			   OnSubmitted, &sc, &stats);
 	if (!sc.answered)
 	{

@@ -12,6 +12,7 @@ import psycopg2
 import pytest
 
 import checks
+import pgcluster
 
 GROUP = 'txns'
 
@@ -203,6 +204,31 @@ BEGIN
     RETURN (SELECT count(*) FROM items);
 END $$;
 """
+
+
+def test_large_entry_outlasts_the_rpc_timeout(cluster_factory):
+    """A transaction of 100,000 rows is one entry of about 6 MB, which
+    acceptors take longer to store and flush than the usual request: with
+    pg_paxos.rpc_timeout at 200 ms the proposer waits for it in proportion
+    to its size (fanout.c, PaxosRpcTimeoutFor) instead of giving up on
+    every acceptor and failing the commit ("could not reach a majority")."""
+    cluster = cluster_factory(3)
+    checks.setup_replication(cluster, GROUP, DDL, TABLES)
+    for node in cluster:
+        node.sql("ALTER SYSTEM SET pg_paxos.rpc_timeout = '200ms'")
+        node.sql('SELECT pg_reload_conf()')
+    leader = checks.wait_agreed_leader(cluster.nodes, GROUP)
+    follower = [n for n in cluster if n is not leader][0]
+    for node, first in ((follower, 1), (leader, 100001)):
+        with node.connect() as conn:
+            # the leader may not have applied the first one yet: 40001, retried
+            pgcluster.run_transaction(conn, lambda c, attempt: c.sql(
+                "INSERT INTO items SELECT g, 'large entry ' || g "
+                "FROM generate_series(%s, %s) g", (first, first + 99999),
+                timeout=120), timeout=120, deadline=120)
+    assert everywhere(cluster, 'SELECT count(*), min(k), max(k) FROM items') \
+        == [(200000, 1, 200000)]
+    checks.assert_tables_identical(cluster.nodes, TABLES)
 
 
 def test_plpgsql_function(repl):
