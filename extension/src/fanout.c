@@ -206,9 +206,9 @@ Progress(FanoutCallState *fc, PeerConnection **peers, int npeers, int host)
 /*
  * PaxosRpcTimeoutFor is how long a peer may take to answer a request that
  * carries `bytes` of log values: pg_paxos.rpc_timeout, and a second more
- * per MB.  Storing and flushing a large entry (a 100,000-row COPY is about
- * 13 MB) takes a busy node longer than the usual request, and a proposer
- * that gives up on it only sends it all again.
+ * per MB.  Storing and flushing a large entry (a transaction of 100,000
+ * rows is several MB) takes a busy node longer than the usual request, and
+ * a proposer that gives up on it only sends it all again.
  */
 int
 PaxosRpcTimeoutFor(size_t bytes)

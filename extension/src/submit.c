@@ -128,8 +128,8 @@ ForwardToLeader(const char *connstr, const char *group_id, const char *entry,
 	/*
 	 * A leader answers within one round trip to its acceptors (longer for
 	 * a large entry), unless it froze or lost its majority: then stop
-	 * waiting after a few leader timeouts and settle the entry (cancelling it is safe even if the
-	 * leader wakes up and appends it later).
+	 * waiting after a few leader timeouts and settle the entry (cancelling
+	 * it is safe even if the leader wakes up and appends it later).
 	 */
 	FanoutCall(&leader, 1, RPC_SUBMIT, params, 2,
 			   Max(PaxosRpcTimeoutFor(strlen(entry)), 4 * PaxosLeaderTimeoutMs),
