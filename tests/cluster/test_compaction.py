@@ -25,7 +25,11 @@ import checks
 GROUP = bank.GROUP
 RETENTION = 5
 MEMBER_TIMEOUT_MS = 3000
-SLACK = 10
+# Rounds a node may still apply between the test reading its applied round
+# and its stop: 11 were seen under the full suite's load.  Compaction that
+# did not wait for a stopped member would pass it by hundreds of rounds
+# within the member timeout, far more than this.
+SLACK = 30
 SETTINGS = {
     'pg_paxos.log_retention': RETENTION,
     'pg_paxos.compaction_interval': 200,
