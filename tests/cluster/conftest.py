@@ -24,6 +24,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import netfault  # noqa: E402
 import pgcluster  # noqa: E402
 
 
@@ -66,3 +67,26 @@ def cluster_factory(request):
 def cluster(request, cluster_factory):
     """A started cluster of 3 nodes (or request.param nodes)."""
     return cluster_factory(getattr(request, 'param', 3))
+
+
+@pytest.fixture
+def linked_cluster_factory(request):
+    """Return make(n=3, settings=None): a started cluster of n nodes whose
+    node-to-node traffic crosses netfault's proxy, and its Network; both
+    are closed and destroyed after the test."""
+    made = []
+    request.node._pgp_clusters = clusters = []
+
+    def make(n=3, settings=None):
+        c = pgcluster.Cluster(n, settings)
+        clusters.append(c)
+        net = netfault.Network(c)
+        made.append((c, net))
+        c.start()
+        net.start()
+        return c, net
+
+    yield make
+    for c, net in made:
+        net.close()
+        c.destroy()

@@ -15,8 +15,6 @@ import time
 
 import bank
 import checks
-import netfault
-import pgcluster
 
 DURATION = float(os.environ.get('PGP_FAILOVER_SECONDS', '16'))
 SETTINGS = {'deadlock_timeout': '100ms', 'pg_paxos.leader_timeout': '500ms'}
@@ -268,7 +266,7 @@ def test_quorum_follows_membership(cluster_factory):
     assert firsts == [bank.INITIAL - 4 - 10] * 2
 
 
-def test_strong_read_learns_a_membership_change_it_missed(request):
+def test_strong_read_learns_a_membership_change_it_missed(linked_cluster_factory):
     """A node that has not learned that a member left, while another member
     is down, finds only 2 of the 4 members it knows: its strong read copies
     what the members that answered know as chosen, learns the change there,
@@ -276,33 +274,25 @@ def test_strong_read_learns_a_membership_change_it_missed(request):
     learning the change any other way: the leaving node's links to it are
     cut (no confirmation reaches it) and its worker is frozen (no
     background learning)."""
-    cluster = pgcluster.Cluster(4, SETTINGS)
-    request.node._pgp_clusters = [cluster]
-    net = netfault.Network(cluster)
-    try:
-        cluster.start()
-        net.start()
-        bank.setup(cluster)
-        leader = wait_leader(cluster)
-        leaving, stopped, behind = [n for n in cluster if n is not leader]
-        for node in cluster:            # every node's processes read 4 members
-            transfer(node, 1)
-        members = ("SELECT count(*) FROM pgp_metadata.host WHERE group_id = %s "
-                   "AND max_round_num IS NULL")
-        net.cut([(leaving, behind)])
-        with checks.worker_frozen(behind):
-            leaving.sql('SELECT paxos_leave_group(%s)', (bank.GROUP,))
-            stopped.stop()
-            transfer(leader, 2)
-            assert behind.scalar(members, (bank.GROUP,)) == 4
-            transfer(behind, 3)
-            assert behind.scalar(members, (bank.GROUP,)) == 3
-        survivors = [leader, behind]
-        checks.wait_for('the transfers everywhere', lambda: [
-            n.scalar('SELECT balance FROM bank_balance WHERE account_number = 1')
-            for n in survivors] == [bank.INITIAL - 4 - 5] * 2)
-        assert [n.scalar('SELECT sum(balance) FROM bank_balance')
-                for n in survivors] == [bank.TOTAL] * 2
-    finally:
-        net.close()
-        cluster.destroy()
+    cluster, net = linked_cluster_factory(4, SETTINGS)
+    bank.setup(cluster)
+    leader = wait_leader(cluster)
+    leaving, stopped, behind = [n for n in cluster if n is not leader]
+    for node in cluster:            # every node's processes read 4 members
+        transfer(node, 1)
+    members = ("SELECT count(*) FROM pgp_metadata.host WHERE group_id = %s "
+               "AND max_round_num IS NULL")
+    net.cut([(leaving, behind)])
+    with checks.worker_frozen(behind):
+        leaving.sql('SELECT paxos_leave_group(%s)', (bank.GROUP,))
+        stopped.stop()
+        transfer(leader, 2)
+        assert behind.scalar(members, (bank.GROUP,)) == 4
+        transfer(behind, 3)
+        assert behind.scalar(members, (bank.GROUP,)) == 3
+    survivors = [leader, behind]
+    checks.wait_for('the transfers everywhere', lambda: [
+        n.scalar('SELECT balance FROM bank_balance WHERE account_number = 1')
+        for n in survivors] == [bank.INITIAL - 4 - 5] * 2)
+    assert [n.scalar('SELECT sum(balance) FROM bank_balance')
+            for n in survivors] == [bank.TOTAL] * 2

@@ -29,7 +29,6 @@ import psycopg2
 import pytest
 
 import checks
-import netfault
 import pgcluster
 
 GROUP = 'lives'
@@ -108,24 +107,9 @@ def take_xid(node, xid):
             return None
 
 
-@pytest.fixture
-def linked(request):
-    """3 nodes whose node-to-node traffic crosses netfault's proxy."""
-    cluster = pgcluster.Cluster(3, {'pg_paxos.leader_timeout': '2s'})
-    request.node._pgp_clusters = [cluster]
-    net = netfault.Network(cluster)
-    try:
-        cluster.start()
-        net.start()
-        yield cluster, net
-    finally:
-        net.close()
-        cluster.destroy()
-
-
 @pytest.mark.parametrize('crash', ['server', 'children'])
-def test_applier_never_waits_for_an_xid_of_an_earlier_life(linked, crash):
-    cluster, net = linked
+def test_applier_never_waits_for_an_xid_of_an_earlier_life(linked_cluster_factory, crash):
+    cluster, net = linked_cluster_factory(3, {'pg_paxos.leader_timeout': '2s'})
     checks.setup_replication(cluster, GROUP, DDL, TABLES)
     cluster[0].sql("INSERT INTO t VALUES (0, 'before')")
     checks.wait_tables_identical(cluster.nodes, TABLES)
