@@ -18,6 +18,14 @@
  * applied anything (the row may have been in what it missed).  After a
  * transaction with such a write fails, the session's next statement
  * catches up first, so a retry is not refused for the same reason again.
+ *
+ * Under pg_paxos.point_writes = strong (the default), a point write on the
+ * node that leads its group does not ask its peers either: every commit
+ * acknowledged in steady state went through this node's batcher, so what
+ * it knows decided is what the client can have seen acknowledged, and it
+ * waits only until that is applied here.  A round it does not know of
+ * (another node took over meanwhile) is caught by certification, as
+ * above, with 40001 rather than a result computed from an old row.
  */
 #include "pg_paxos.h"
 
@@ -69,7 +77,9 @@ static void StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate
 static void StrongExecutorStart(QueryDesc *queryDesc, int eflags);
 static void StrongExecutorEnd(QueryDesc *queryDesc);
 static void SyncGroups(List *groups, bool may_apply_here);
-static bool MayBePointWrite(CmdType command, const char *source);
+static bool MayBePointWrite(CmdType command, const char *source, List *groups);
+static bool PointWriteReady(const char *group_id);
+static void RefreshSnapshot(QueryDesc *queryDesc);
 
 /* FindReplicatedTables collects the groups of the replicated tables a query reads. */
 static bool
@@ -188,15 +198,17 @@ StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate)
 	(void) FindReplicatedTables((Node *) query, &rg);
 	if (rg.groups == NIL)
 		return;
-	if (MayBePointWrite(query->commandType, pstate->p_sourcetext))
+	if (MayBePointWrite(query->commandType, pstate->p_sourcetext, rg.groups))
 		return;					/* decided on its plan, when it starts */
 
 	SyncGroups(rg.groups, query->commandType == CMD_SELECT);
 }
 
 /*
- * MayBePointWrite: a statement of this kind, now, could skip catching up if
- * its plan is a point write (the plan decides, at executor start).  Only
+ * MayBePointWrite: a statement of this kind on these groups, now, could
+ * skip catching up if its plan is a point write (the plan decides, at
+ * executor start): under point_writes = optimistic, or on the node that
+ * leads its group (see the file header).  Only
  * the client's own statement (its text is the one the client sent, or a
  * copy of it for a prepared statement: not a statement of a function,
  * procedure or DO block, whose later statements would read without
@@ -205,13 +217,48 @@ StrongReadHook(ParseState *pstate, Query *query, JumbleState *jstate)
  * catching up applied, if it has to.
  */
 static bool
-MayBePointWrite(CmdType command, const char *source)
+MayBePointWrite(CmdType command, const char *source, List *groups)
 {
+	PaxosLeaderInfo leader;
+
 	return (command == CMD_UPDATE || command == CMD_DELETE) &&
-		PaxosPointWrites == PAXOS_CONSISTENCY_OPTIMISTIC && !catch_up_next &&
+		(PaxosPointWrites == PAXOS_CONSISTENCY_OPTIMISTIC ||
+		 (list_length(groups) == 1 &&
+		  PaxosKnownLeader(strVal(linitial(groups)), &leader) && leader.is_self)) &&
+		!catch_up_next &&
 		source != NULL && debug_query_string != NULL &&
 		(source == debug_query_string || strcmp(source, debug_query_string) == 0) &&
 		!IsTransactionBlock() && !IsolationUsesXactSnapshot();
+}
+
+/*
+ * PointWriteReady: a point write of a group may go ahead without catching
+ * up: under point_writes = optimistic at once; otherwise (this node leads
+ * the group) once every round this node knows decided is applied here,
+ * which it waits for as a strong read would.
+ */
+static bool
+PointWriteReady(const char *group_id)
+{
+	return PaxosPointWrites == PAXOS_CONSISTENCY_OPTIMISTIC ||
+		PaxosWaitApplied(group_id, PaxosDecidedThrough(group_id), STRONG_READ_WAIT_MS);
+}
+
+/*
+ * RefreshSnapshot gives a statement that waited for rounds to be applied a
+ * snapshot that sees them, under READ COMMITTED (under REPEATABLE READ the
+ * transaction's first snapshot is the read).
+ */
+static void
+RefreshSnapshot(QueryDesc *queryDesc)
+{
+	if (!IsolationUsesXactSnapshot() && queryDesc->snapshot != NULL)
+	{
+		Snapshot	fresh = RegisterSnapshot(GetTransactionSnapshot());
+
+		UnregisterSnapshot(queryDesc->snapshot);
+		queryDesc->snapshot = fresh;
+	}
 }
 
 /*
@@ -268,8 +315,10 @@ StrongExecutorStart(QueryDesc *queryDesc, int eflags)
 				(group_id = PaxosReplicatedGroup(rte->relid)) != NULL)
 				groups = list_append_unique(groups, makeString(pstrdup(group_id)));
 		}
-		if (groups != NIL && MayBePointWrite(queryDesc->operation, queryDesc->sourceText))
+		if (groups != NIL && MayBePointWrite(queryDesc->operation, queryDesc->sourceText, groups))
 			point_group = PaxosPointWriteGroup(queryDesc->plannedstmt);
+		if (point_group != NULL && !PointWriteReady(point_group))
+			point_group = NULL; /* catch up as any other statement */
 		if (point_group != NULL)
 		{
 			/* certification stands for catching up (see the file header) */
@@ -277,18 +326,14 @@ StrongExecutorStart(QueryDesc *queryDesc, int eflags)
 			point_write_in_xact = true;
 			point_write_applied = PaxosAppliedHere(point_group);
 			point_write_group = MemoryContextStrdup(TopTransactionContext, point_group);
+			if (PaxosPointWrites != PAXOS_CONSISTENCY_OPTIMISTIC)
+				RefreshSnapshot(queryDesc);
 		}
 		else if (groups != NIL)
 		{
 			/* a write has its target table locked already: see PaxosSyncGroup */
 			SyncGroups(groups, queryDesc->operation == CMD_SELECT);
-			if (!IsolationUsesXactSnapshot() && queryDesc->snapshot != NULL)
-			{
-				Snapshot	fresh = RegisterSnapshot(GetTransactionSnapshot());
-
-				UnregisterSnapshot(queryDesc->snapshot);
-				queryDesc->snapshot = fresh;
-			}
+			RefreshSnapshot(queryDesc);
 		}
 	}
 	if (prev_ExecutorStart)
