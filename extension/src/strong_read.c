@@ -221,14 +221,13 @@ MayBePointWrite(CmdType command, const char *source, List *groups)
 {
 	PaxosLeaderInfo leader;
 
-	return (command == CMD_UPDATE || command == CMD_DELETE) &&
-		(PaxosPointWrites == PAXOS_CONSISTENCY_OPTIMISTIC ||
-		 (list_length(groups) == 1 &&
-		  PaxosKnownLeader(strVal(linitial(groups)), &leader) && leader.is_self)) &&
-		!catch_up_next &&
+	return (command == CMD_UPDATE || command == CMD_DELETE) && !catch_up_next &&
 		source != NULL && debug_query_string != NULL &&
 		(source == debug_query_string || strcmp(source, debug_query_string) == 0) &&
-		!IsTransactionBlock() && !IsolationUsesXactSnapshot();
+		!IsTransactionBlock() && !IsolationUsesXactSnapshot() &&
+		(PaxosPointWrites == PAXOS_CONSISTENCY_OPTIMISTIC ||
+		 (list_length(groups) == 1 &&
+		  PaxosKnownLeader(strVal(linitial(groups)), &leader) && leader.is_self));
 }
 
 /*
