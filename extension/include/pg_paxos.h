@@ -227,7 +227,7 @@ typedef struct FanoutStats
 	char	   *first_error;	/* first failure, for messages */
 } FanoutStats;
 
-extern int	PaxosRpcTimeoutFor(size_t bytes);
+extern int	PaxosRpcTimeoutFor(const char *values);
 extern void FanoutFlushDeferred(int timeout_ms);
 extern void FanoutCall(PeerConnection **peers, int npeers, RpcKind kind,
 					   const char *const *params, int nparams, int timeout_ms,

@@ -368,9 +368,13 @@ PaxosAppliedHere(const char *group_id)
 bool
 PaxosWaitApplied(const char *group_id, int64 round, int timeout_ms)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	TimestampTz deadline;
 	bool		reached;
 
+	/* the usual case on a busy node: there already, nobody to wake */
+	if (PaxosAppliedHere(group_id) >= round)
+		return true;
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	PaxosWakeApplier();
 	ConditionVariablePrepareToSleep(&progress->advanced);
 	for (;;)

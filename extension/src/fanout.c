@@ -205,14 +205,16 @@ Progress(FanoutCallState *fc, PeerConnection **peers, int npeers, int host)
 
 /*
  * PaxosRpcTimeoutFor is how long a peer may take to answer a request that
- * carries `bytes` of log values: pg_paxos.rpc_timeout, and a second more
- * per MB.  Storing and flushing a large entry (a transaction of 100,000
+ * carries these log values (NULL: none): pg_paxos.rpc_timeout, and a
+ * second more per MB.  Storing and flushing a large entry (a transaction of 100,000
  * rows is several MB) takes a busy node longer than the usual request, and
  * a proposer that gives up on it only sends it all again.
  */
 int
-PaxosRpcTimeoutFor(size_t bytes)
+PaxosRpcTimeoutFor(const char *values)
 {
+	size_t		bytes = values != NULL ? strlen(values) : 0;
+
 	return PaxosRpcTimeoutMs + (int) Min(bytes / 1024, (size_t) 3600 * 1000);
 }
 

@@ -766,7 +766,7 @@ restart:
 
 			rc.status = PX_WAIT;
 			FanoutCall(peers, npeers, RPC_ACCEPT, accept_params, 9,
-					   PaxosRpcTimeoutFor(p.proposal.data ? strlen(p.proposal.data) : 0),
+					   PaxosRpcTimeoutFor(p.proposal.data),
 					   OnAccepted, &rc, &stats);
 		}
 		params[4] = params[5] = NULL;
@@ -850,7 +850,7 @@ restart:
 		else
 		{
 			FanoutCall(peers, npeers, RPC_CONFIRM, params, 6,
-					   PaxosRpcTimeoutFor(p.proposal.data ? strlen(p.proposal.data) : 0),
+					   PaxosRpcTimeoutFor(p.proposal.data),
 					   lcol.needed > 0 || lcol.local >= 0 ? OnLearned : NULL, &lcol, &stats);
 			if (lcol.acks < lcol.needed)
 				NoMajority(group_id, round, npeers, &stats);

@@ -132,7 +132,7 @@ ForwardToLeader(const char *connstr, const char *group_id, const char *entry,
 	 * it is safe even if the leader wakes up and appends it later).
 	 */
 	FanoutCall(&leader, 1, RPC_SUBMIT, params, 2,
-			   Max(PaxosRpcTimeoutFor(strlen(entry)), 4 * PaxosLeaderTimeoutMs),
+			   Max(PaxosRpcTimeoutFor(entry), 4 * PaxosLeaderTimeoutMs),
 			   OnSubmitted, &sc, &stats);
 	if (!sc.answered)
 	{

@@ -256,17 +256,26 @@ def kill_processes(node, pids):
         os.path.exists('/proc/%d' % p) for p in pids), deadline=30)
 
 
-def wait_agreed_leader(nodes, group, deadline=20.0, stable=1.0):
+def leader_named_by(node, group):
+    """The node id node names as the group's leader (paxos_node_status)."""
+    return node.scalar('SELECT leader_id FROM paxos_node_status() '
+                       'WHERE group_id = %s', (group,))
+
+
+def wait_agreed_leader(nodes, group, deadline=20.0, stable=1.0,
+                       other_than=None):
     """The node that every node names as the group's leader, once they
     have agreed on it for `stable` seconds (paxos_node_status): right after
     a group is formed, two nodes may stand at once, and the first leader
-    they agree on may be replaced a moment later."""
+    they agree on may be replaced a moment later.  With other_than (a
+    node), only a leader other than it counts."""
     end = time.monotonic() + deadline
     since, agreed = None, None
     while True:
-        names = {n.scalar('SELECT leader_id FROM paxos_node_status() '
-                          'WHERE group_id = %s', (group,)) for n in nodes}
+        names = {leader_named_by(n, group) for n in nodes}
         name = names.pop() if len(names) == 1 else None
+        if other_than is not None and name == other_than.name:
+            name = None
         if name is None or name != agreed:
             since, agreed = time.monotonic(), name
         elif time.monotonic() - since >= stable:

@@ -205,23 +205,14 @@ def test_point_write_on_a_deposed_leader_is_certified(linked_cluster_factory):
     old.sql('INSERT INTO acct VALUES (1, 0)')
     checks.wait_tables_identical(cluster.nodes, TABLES)
     others = [n for n in cluster if n is not old]
-
-    def leader_named_by(node):
-        return node.scalar('SELECT leader_id FROM paxos_node_status() '
-                           'WHERE group_id = %s', (GROUP,))
-
     net.isolate(old)
-    checks.wait_for('a new leader among %s' % [n.name for n in others],
-                    lambda: len({leader_named_by(n) for n in others} -
-                                {None, old.name}) == 1 and
-                    leader_named_by(others[0]) == leader_named_by(others[1]))
-    new = [n for n in others if n.name == leader_named_by(others[0])][0]
+    new = checks.wait_agreed_leader(others, GROUP, other_than=old)
     third = [n for n in others if n is not new][0]
     new.sql('UPDATE acct SET v = v + 1 WHERE id = 1')
     # what it sends to the third node, and the answers, get through;
     # what the third sends it (its heartbeats) does not
     net.heal([(old, third)])
-    believed = leader_named_by(old)
+    believed = checks.leader_named_by(old, GROUP)
 
     conn = psycopg2.connect(old.connstr,
                             options='-c pg_paxos.point_writes=strong')

@@ -214,7 +214,8 @@ def test_large_entry_outlasts_the_rpc_timeout(cluster_factory):
     every acceptor and failing the commit ("could not reach a majority").
     Requests whose answers carry values of a size not known beforehand (a
     learner's prepare or copy of chosen rounds) keep the plain timeout, so
-    the nodes are read back with the default one."""
+    the nodes are read back by waiting for them to converge by themselves,
+    with the default one."""
     cluster = cluster_factory(3)
     checks.setup_replication(cluster, GROUP, DDL, TABLES)
     for node in cluster:
